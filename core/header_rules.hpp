@@ -1,0 +1,59 @@
+#pragma once
+// Which incoming headers never reach the upstream, and which identity headers are injected
+// (DESIGN.md §3 "headers", §5 "Identity headers" and "Hop-by-hop headers"). Pure, immutable.
+#include "core/identity.hpp"
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace clerk::core {
+
+struct identity_header_names {
+    std::string subject = "X-Clerk-Subject";
+    std::string machine_id = "X-Clerk-Machine-Id";
+    std::string token_id = "X-Clerk-Token-Id";
+    std::string token_type = "X-Clerk-Token-Type";
+    std::string scopes = "X-Clerk-Scopes";
+    std::string claims = "X-Clerk-Claims";
+    std::vector<std::string> strip_prefixes{"X-Clerk-"};
+    /// claim name -> header name, in config order
+    std::vector<std::pair<std::string, std::string>> claims_to_headers;
+};
+
+/// Lower-cased tokens of all Connection header values ("close, X-Foo" -> {"close","x-foo"}).
+std::vector<std::string> connection_tokens(std::span<const std::string_view> connection_values);
+
+/// RFC 9110 §7.6.1 hop-by-hop set plus Keep-Alive and Proxy-Connection (case-insensitive).
+bool is_hop_by_hop(std::string_view name);
+
+/// Immutable per config snapshot. Thread safety: const methods are safe from any thread.
+class header_rules {
+public:
+    explicit header_rules(identity_header_names names);
+
+    /// A configured identity header name, a claims_to_headers target, or a strip_prefixes match.
+    bool is_identity_header(std::string_view name) const;
+
+    /// True when an incoming header must not be forwarded: identity header, hop-by-hop, or named
+    /// in Connection (`conn_tokens` from connection_tokens()). Connection can never remove the
+    /// framing and routing headers Host and Content-Length (that would be a smuggling vector).
+    bool must_remove(std::string_view name, std::span<const std::string> conn_tokens) const;
+
+    /// The verified identity as (header name, value) pairs: subject, machine_id (machines only),
+    /// token_id, token_type, scopes (comma-separated, omitted when empty), claims (compact ASCII
+    /// JSON, omitted when null/empty object) and claims_to_headers (string claims verbatim, other
+    /// values as compact JSON; absent claims add nothing). Values never contain CR, LF or NUL.
+    std::vector<std::pair<std::string, std::string>> identity_headers(const identity& id) const;
+
+    const identity_header_names& names() const { return names_; }
+
+private:
+    identity_header_names names_;
+    std::vector<std::string> exact_lower_;   // configured names, lower-cased
+    std::vector<std::string> prefix_lower_;  // strip_prefixes, lower-cased
+};
+
+}  // namespace clerk::core

@@ -1,0 +1,29 @@
+#pragma once
+// A verified identity: the value the cache stores and the header plan renders.
+#include "core/token_type.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace clerk::core {
+
+struct identity {
+    token_type type = token_type::m2m_token;
+    token_format format = token_format::opaque;
+    std::string subject;                 ///< "mch_..." for machines
+    std::string token_id;                ///< "mt_..." (opaque id or JWT jti)
+    std::vector<std::string> scopes;
+    nlohmann::json claims;               ///< custom claims object, or null
+    std::string claims_compact;          ///< claims rendered once: compact, ASCII-only JSON ("" if null)
+    std::optional<long long> expires_at_ms;  ///< token expiration, ms since epoch; nullopt = never
+
+    bool is_machine() const { return subject.rfind("mch_", 0) == 0; }
+};
+
+/// Renders `claims` compact with every non-ASCII character escaped as \uXXXX (header-safe).
+std::string compact_ascii_json(const nlohmann::json& j);
+
+}  // namespace clerk::core

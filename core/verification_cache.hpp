@@ -1,0 +1,89 @@
+#pragma once
+// The verification cache (DESIGN.md §3 "cache", §4 "Cache"): a sharded LRU keyed by a keyed
+// SHA-256 digest of the token. The raw token is never stored.
+#include "core/clock.hpp"
+#include "core/identity.hpp"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace clerk::core {
+
+using token_digest = std::array<std::uint8_t, 32>;
+
+/// HMAC-SHA256(key, token). The key is per process (random), so digests are useless outside it.
+class token_hasher {
+public:
+    token_hasher();                                 ///< random 32-byte key from OpenSSL RAND
+    explicit token_hasher(std::string_view key);    ///< fixed key (tests)
+    token_digest digest(std::string_view token) const;
+
+private:
+    std::array<std::uint8_t, 32> key_{};
+};
+
+struct token_digest_hash {
+    std::size_t operator()(const token_digest& d) const noexcept;
+};
+
+struct cache_options {
+    std::size_t max_entries = 100000;       ///< positive entries, hard bound
+    std::size_t max_negative_entries = 0;   ///< 0 -> max(1024, max_entries / 4): its own LRU, so
+                                            ///< floods of bad tokens never evict good entries
+    millis ttl{60000};
+    millis negative_ttl{10000};
+    millis stale_if_error{0};
+    std::size_t shards = 16;
+};
+
+enum class cache_result { hit, miss, negative_hit, stale };
+
+constexpr std::string_view to_string(cache_result r) {
+    switch (r) {
+        case cache_result::hit: return "hit";
+        case cache_result::miss: return "miss";
+        case cache_result::negative_hit: return "negative_hit";
+        case cache_result::stale: return "stale";
+    }
+    return "miss";
+}
+
+struct cache_lookup {
+    cache_result result = cache_result::miss;
+    std::shared_ptr<const identity> id;   ///< set for hit (and stale from lookup_stale)
+    std::string_view negative_reason;     ///< set for negative_hit (static string)
+};
+
+/// Thread safety: all methods are safe from any thread (one mutex per shard).
+class verification_cache {
+public:
+    verification_cache(cache_options opts, const clock& clk);
+
+    /// hit: a positive entry within min(ttl, token expiration); negative_hit: a negative entry
+    /// within negative_ttl; else miss. A hit refreshes LRU recency. Never returns stale.
+    cache_lookup lookup(const token_digest& key);
+
+    /// A positive entry past ttl but within ttl + stale_if_error and before the token's own
+    /// expiration (for Clerk outages). result is stale or miss.
+    cache_lookup lookup_stale(const token_digest& key);
+
+    void put_positive(const token_digest& key, std::shared_ptr<const identity> id);
+    /// `reason` must be a static string (e.g. "not_found").
+    void put_negative(const token_digest& key, std::string_view reason);
+
+    std::size_t size() const;           ///< positive entries
+    std::size_t negative_size() const;
+    void clear();
+
+private:
+    struct shard;
+    shard& shard_for(const token_digest& key) const;
+    cache_options opts_;
+    const clock& clock_;
+    std::unique_ptr<shard[]> shards_;
+};
+
+}  // namespace clerk::core

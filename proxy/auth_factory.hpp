@@ -1,0 +1,20 @@
+#pragma once
+// Builds the production authenticator for a config snapshot (Clerk client, JWT verifier,
+// cache, single-flight). Implemented in clerk_authenticator.cpp.
+#include "config/config.hpp"
+#include "core/verification_cache.hpp"
+#include "proxy/authenticator.hpp"
+#include "proxy/metrics.hpp"
+
+#include <memory>
+
+namespace clerk::proxy {
+
+/// `cache` is shared across config reloads unless the Clerk keys changed (the caller decides).
+/// `exec` runs background work (JWKS refresh) and the Clerk connection pool.
+std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
+                                                  std::shared_ptr<const config::config> cfg,
+                                                  std::shared_ptr<core::verification_cache> cache,
+                                                  metrics& m);
+
+}  // namespace clerk::proxy

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what is missing, checks style and layering,
+# builds, and runs every test with ctest — normal build first, then under ASan+UBSan.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+
+echo "== install dependencies"
+scripts/install-deps.sh build test
+
+echo "== layering: core/ and config/ never include Asio/Beast"
+if grep -rnE '#include *[<"]boost/(asio|beast)' core config; then
+  echo "layering violation: core/ and config/ must stay free of Asio/Beast" >&2
+  exit 1
+fi
+
+echo "== format (clang-format, .clang-format)"
+mapfile -t sources < <(git ls-files -co --exclude-standard -- '*.cpp' '*.hpp' | grep -E '^(core|config|proxy|tests)/')
+if [ ${#sources[@]} -gt 0 ]; then
+  clang-format --dry-run -Werror "${sources[@]}"
+fi
+
+echo "== build (release)"
+scripts/build.sh release
+echo "== test (release)"
+ctest --test-dir build/release --output-on-failure -j "$jobs" --timeout 300
+
+if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== build (asan+ubsan)"
+  scripts/build.sh asan
+  echo "== test (asan+ubsan)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan --output-on-failure -j "$jobs" --timeout 600 -LE contract
+fi
+echo "== all tests passed"

@@ -17,8 +17,8 @@ using token_digest = std::array<std::uint8_t, 32>;
 /// HMAC-SHA256(key, token). The key is per process (random), so digests are useless outside it.
 class token_hasher {
 public:
-    token_hasher();                                 ///< random 32-byte key from OpenSSL RAND
-    explicit token_hasher(std::string_view key);    ///< fixed key (tests)
+    token_hasher();                               ///< random 32-byte key from OpenSSL RAND
+    explicit token_hasher(std::string_view key);  ///< fixed key (tests)
     token_digest digest(std::string_view token) const;
 
 private:
@@ -30,9 +30,9 @@ struct token_digest_hash {
 };
 
 struct cache_options {
-    std::size_t max_entries = 100000;       ///< positive entries, hard bound
-    std::size_t max_negative_entries = 0;   ///< 0 -> max(1024, max_entries / 4): its own LRU, so
-                                            ///< floods of bad tokens never evict good entries
+    std::size_t max_entries = 100000;      ///< positive entries, hard bound
+    std::size_t max_negative_entries = 0;  ///< 0 -> max(1024, max_entries / 4): its own LRU, so
+                                           ///< floods of bad tokens never evict good entries
     millis ttl{60000};
     millis negative_ttl{10000};
     millis stale_if_error{0};
@@ -43,24 +43,31 @@ enum class cache_result { hit, miss, negative_hit, stale };
 
 constexpr std::string_view to_string(cache_result r) {
     switch (r) {
-        case cache_result::hit: return "hit";
-        case cache_result::miss: return "miss";
-        case cache_result::negative_hit: return "negative_hit";
-        case cache_result::stale: return "stale";
+        case cache_result::hit:
+            return "hit";
+        case cache_result::miss:
+            return "miss";
+        case cache_result::negative_hit:
+            return "negative_hit";
+        case cache_result::stale:
+            return "stale";
     }
     return "miss";
 }
 
 struct cache_lookup {
     cache_result result = cache_result::miss;
-    std::shared_ptr<const identity> id;   ///< set for hit (and stale from lookup_stale)
-    std::string_view negative_reason;     ///< set for negative_hit (static string)
+    std::shared_ptr<const identity> id;  ///< set for hit (and stale from lookup_stale)
+    std::string_view negative_reason;    ///< set for negative_hit (static string)
 };
 
 /// Thread safety: all methods are safe from any thread (one mutex per shard).
 class verification_cache {
 public:
     verification_cache(cache_options opts, const clock& clk);
+    ~verification_cache();  // out of line: `shard` is incomplete here
+    verification_cache(const verification_cache&) = delete;
+    verification_cache& operator=(const verification_cache&) = delete;
 
     /// hit: a positive entry within min(ttl, token expiration); negative_hit: a negative entry
     /// within negative_ttl; else miss. A hit refreshes LRU recency. Never returns stale.
@@ -74,7 +81,7 @@ public:
     /// `reason` must be a static string (e.g. "not_found").
     void put_negative(const token_digest& key, std::string_view reason);
 
-    std::size_t size() const;           ///< positive entries
+    std::size_t size() const;  ///< positive entries
     std::size_t negative_size() const;
     void clear();
 

@@ -1,0 +1,217 @@
+#include "core/bearer_token.hpp"
+
+#include "core/base64url.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+
+namespace clerk::core {
+namespace {
+
+bool is_ows(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// Any whitespace inside a token makes the header ambiguous (RFC 6750 §2.1 b64token has none).
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+char ascii_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string_view trim_ows(std::string_view v) {
+    while (!v.empty() && is_ows(v.front())) {
+        v.remove_prefix(1);
+    }
+    while (!v.empty() && is_ows(v.back())) {
+        v.remove_suffix(1);
+    }
+    return v;
+}
+
+bool is_b64url_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+// RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+// Opaque tokens must have this shape; `ak_` secrets do contain '+', '/' and '='.
+bool is_b64token(std::string_view t) {
+    std::size_t n = 0;
+    while (n < t.size() &&
+           (is_b64url_char(t[n]) || t[n] == '.' || t[n] == '~' || t[n] == '+' || t[n] == '/')) {
+        ++n;
+    }
+    if (n == 0) {
+        return false;
+    }
+    while (n < t.size() && t[n] == '=') {
+        ++n;
+    }
+    return n == t.size();
+}
+
+/// clerk-protocol.md §3.1 isJwtFormat: ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$
+bool is_jwt_format(std::string_view t) {
+    int dots = 0;
+    bool segment_empty = true;
+    for (const char c : t) {
+        if (c == '.') {
+            if (segment_empty || ++dots > 2) {
+                return false;
+            }
+            segment_empty = true;
+        } else if (is_b64url_char(c)) {
+            segment_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return dots == 2 && !segment_empty;
+}
+
+/// What classification needs from a JWT's header and payload (no signature is checked).
+struct jwt_peek {
+    bool machine_subject = false;   ///< payload.sub is a string starting with "mch_"
+    bool access_token_typ = false;  ///< header.typ is "at+jwt" or "application/at+jwt"
+};
+
+std::optional<nlohmann::json> decode_json_object(std::string_view segment) {
+    auto bytes = base64url_decode(segment);
+    if (!bytes) {
+        return std::nullopt;
+    }
+    // No exceptions for bad input: a parse error yields a "discarded" value.
+    auto j = nlohmann::json::parse(*bytes, nullptr, false);
+    if (!j.is_object()) {
+        return std::nullopt;
+    }
+    return j;
+}
+
+/// nullopt unless `t` is JWT-shaped with a header and payload that are base64url JSON objects.
+std::optional<jwt_peek> peek_jwt(std::string_view t) {
+    if (!is_jwt_format(t)) {
+        return std::nullopt;
+    }
+    const auto dot1 = t.find('.');
+    const auto dot2 = t.find('.', dot1 + 1);
+    const auto header = decode_json_object(t.substr(0, dot1));
+    if (!header) {
+        return std::nullopt;
+    }
+    const auto payload = decode_json_object(t.substr(dot1 + 1, dot2 - dot1 - 1));
+    if (!payload) {
+        return std::nullopt;
+    }
+    jwt_peek peek;
+    if (const auto sub = payload->find("sub"); sub != payload->end() && sub->is_string()) {
+        peek.machine_subject = sub->get_ref<const std::string&>().starts_with("mch_");
+    }
+    if (const auto typ = header->find("typ"); typ != header->end() && typ->is_string()) {
+        const auto& s = typ->get_ref<const std::string&>();
+        peek.access_token_typ = s == "at+jwt" || s == "application/at+jwt";
+    }
+    return peek;
+}
+
+bool has_prefix_and_body(std::string_view t, std::string_view prefix) {
+    return t.size() > prefix.size() && t.starts_with(prefix);
+}
+
+classification ok(token_type type, token_format format) {
+    return classification{classify_status::ok, token_class{type, format}};
+}
+
+}  // namespace
+
+bearer_result extract_bearer(std::span<const std::string_view> values) {
+    bearer_result r;
+    if (values.empty()) {
+        return r;  // missing
+    }
+    if (values.size() > 1) {
+        // Two credentials are ambiguous; never pick one (RFC 6750 §3.1 invalid_request).
+        r.status = bearer_status::invalid_request;
+        return r;
+    }
+    const std::string_view v = trim_ows(values.front());
+    constexpr std::string_view scheme = "bearer";
+    if (v.size() < scheme.size() || !iequals(v.substr(0, scheme.size()), scheme)) {
+        return r;  // another scheme (Basic, ...) or an empty value: no bearer credential
+    }
+    if (v.size() == scheme.size()) {
+        r.status = bearer_status::invalid_request;  // "Bearer" alone: the token is empty
+        return r;
+    }
+    if (!is_ows(v[scheme.size()])) {
+        return r;  // "Bearerx ...": a different scheme name
+    }
+    // After trimming, what follows the whitespace run is non-empty.
+    std::string_view token = v.substr(scheme.size());
+    while (!token.empty() && is_ows(token.front())) {
+        token.remove_prefix(1);
+    }
+    if (token.empty() || token.size() > max_token_bytes) {
+        r.status = bearer_status::invalid_request;
+        return r;
+    }
+    for (const char c : token) {
+        if (is_space(c)) {
+            r.status = bearer_status::invalid_request;
+            return r;
+        }
+    }
+    r.status = bearer_status::ok;
+    r.token = token;
+    return r;
+}
+
+classification classify_token(std::string_view token) {
+    // Bounded input: extract_bearer never yields more, and the fuzzer gets the same bound.
+    if (token.empty() || token.size() > max_token_bytes) {
+        return {};
+    }
+    // DESIGN.md §4 order. Prefix checks run before any decoding, so a prefixed opaque token
+    // that happens to look like a JWT (the alphabet includes '_') keeps its prefix type.
+    if (has_prefix_and_body(token, "mt_")) {
+        return is_b64token(token) ? ok(token_type::m2m_token, token_format::opaque)
+                                  : classification{};
+    }
+    const std::optional<jwt_peek> jwt = peek_jwt(token);
+    if (jwt && jwt->machine_subject) {
+        return ok(token_type::m2m_token, token_format::jwt);
+    }
+    if (has_prefix_and_body(token, "oat_")) {
+        return is_b64token(token) ? ok(token_type::oauth_token, token_format::opaque)
+                                  : classification{};
+    }
+    if (jwt && jwt->access_token_typ) {
+        return ok(token_type::oauth_token, token_format::jwt);
+    }
+    if (has_prefix_and_body(token, "ak_")) {
+        return is_b64token(token) ? ok(token_type::api_key, token_format::opaque)
+                                  : classification{};
+    }
+    if (jwt) {
+        return ok(token_type::session_token, token_format::jwt);
+    }
+    return {};  // malformed: neither a known prefix nor a decodable JWT
+}
+
+}  // namespace clerk::core

@@ -1,0 +1,196 @@
+#include "core/header_rules.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace clerk::core {
+namespace {
+
+constexpr char ascii_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string to_lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
+    return out;
+}
+
+// ASCII-only case folding: header names are tokens, and locale-dependent folding (or UTF-8
+// folding) must never let two different byte strings compare equal.
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return ascii_lower(x) == ascii_lower(y);
+           });
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+bool is_ctl(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+}
+
+bool has_ctl(std::string_view s) {
+    return std::any_of(s.begin(), s.end(), is_ctl);
+}
+
+// Header values must never carry CR, LF or NUL (response splitting / request smuggling), so
+// control characters are dropped rather than escaped; leading/trailing blanks are trimmed
+// because HTTP parsers strip them anyway.
+std::string header_safe(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (!is_ctl(c)) {
+            out.push_back(c);
+        }
+    }
+    const auto first = out.find_first_not_of(" \t");
+    if (first == std::string::npos) {
+        return {};
+    }
+    const auto last = out.find_last_not_of(" \t");
+    return out.substr(first, last - first + 1);
+}
+
+constexpr std::array<std::string_view, 7> hop_by_hop_names{
+    "connection", "keep-alive",        "proxy-connection", "te",
+    "trailer",    "transfer-encoding", "upgrade"};
+
+}  // namespace
+
+std::vector<std::string> connection_tokens(std::span<const std::string_view> connection_values) {
+    std::vector<std::string> tokens;
+    for (std::string_view value : connection_values) {
+        while (!value.empty()) {
+            const auto comma = value.find(',');
+            std::string_view item = value.substr(0, comma);
+            value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+            const auto first = item.find_first_not_of(" \t");
+            if (first == std::string_view::npos) {
+                continue;
+            }
+            item = item.substr(first, item.find_last_not_of(" \t") - first + 1);
+            tokens.push_back(to_lower(item));
+        }
+    }
+    return tokens;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+    return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(),
+                       [name](std::string_view h) { return iequals(name, h); });
+}
+
+header_rules::header_rules(identity_header_names names) : names_(std::move(names)) {
+    // An empty name or prefix would match nothing useful (or, for a prefix, everything), so it
+    // is skipped here; config validation reports it.
+    const auto add_exact = [this](const std::string& n) {
+        if (!n.empty()) {
+            exact_lower_.push_back(to_lower(n));
+        }
+    };
+    add_exact(names_.subject);
+    add_exact(names_.machine_id);
+    add_exact(names_.token_id);
+    add_exact(names_.token_type);
+    add_exact(names_.scopes);
+    add_exact(names_.claims);
+    for (const auto& [claim, header] : names_.claims_to_headers) {
+        add_exact(header);
+    }
+    for (const auto& p : names_.strip_prefixes) {
+        if (!p.empty()) {
+            prefix_lower_.push_back(to_lower(p));
+        }
+    }
+}
+
+bool header_rules::is_identity_header(std::string_view name) const {
+    return std::any_of(exact_lower_.begin(), exact_lower_.end(),
+                       [name](const std::string& n) { return iequals(name, n); }) ||
+           std::any_of(prefix_lower_.begin(), prefix_lower_.end(),
+                       [name](const std::string& p) { return istarts_with(name, p); });
+}
+
+bool header_rules::must_remove(std::string_view name,
+                               std::span<const std::string> conn_tokens) const {
+    if (is_identity_header(name) || is_hop_by_hop(name)) {
+        return true;
+    }
+    // Connection may name extension hop-by-hop headers, but never the ones that frame and
+    // route the request: dropping Content-Length would change how the upstream reads the body.
+    if (iequals(name, "host") || iequals(name, "content-length")) {
+        return false;
+    }
+    return std::any_of(conn_tokens.begin(), conn_tokens.end(),
+                       [name](const std::string& t) { return iequals(name, t); });
+}
+
+std::vector<std::pair<std::string, std::string>> header_rules::identity_headers(
+    const identity& id) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto add = [&out](const std::string& name, std::string value) {
+        if (!name.empty() && !value.empty()) {
+            out.emplace_back(name, std::move(value));
+        }
+    };
+    add(names_.subject, header_safe(id.subject));
+    if (id.is_machine()) {
+        add(names_.machine_id, header_safe(id.subject));
+    }
+    add(names_.token_id, header_safe(id.token_id));
+    add(names_.token_type, std::string(to_string(id.type)));
+
+    // A scope holding a comma cannot be represented in a comma-separated list without letting
+    // it pose as two scopes to the upstream, so such scopes are left out.
+    std::string scopes;
+    for (const auto& s : id.scopes) {
+        std::string clean = header_safe(s);
+        if (clean.empty() || clean.find(',') != std::string::npos) {
+            continue;
+        }
+        if (!scopes.empty()) {
+            scopes.push_back(',');
+        }
+        scopes += clean;
+    }
+    add(names_.scopes, std::move(scopes));
+
+    if (!id.claims.is_object()) {
+        return out;
+    }
+    if (!id.claims.empty()) {
+        // claims_compact is rendered once per verification; re-render only if it is missing or
+        // was not produced by compact_ascii_json (it must be ASCII without controls).
+        const bool precomputed_ok =
+            !id.claims_compact.empty() &&
+            std::all_of(id.claims_compact.begin(), id.claims_compact.end(), [](char c) {
+                const auto u = static_cast<unsigned char>(c);
+                return u >= 0x20 && u < 0x7f;
+            });
+        add(names_.claims, precomputed_ok ? id.claims_compact : compact_ascii_json(id.claims));
+    }
+    for (const auto& [claim, header] : names_.claims_to_headers) {
+        const auto it = id.claims.find(claim);
+        if (it == id.claims.end() || it->is_null()) {
+            continue;
+        }
+        if (it->is_string()) {
+            // Verbatim, so the upstream sees exactly the claim; a value with control characters
+            // cannot be sent verbatim and is skipped rather than silently altered.
+            const auto& s = it->get_ref<const std::string&>();
+            if (!has_ctl(s)) {
+                add(header, s);
+            }
+        } else {
+            add(header, compact_ascii_json(*it));
+        }
+    }
+    return out;
+}
+
+}  // namespace clerk::core

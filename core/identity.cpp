@@ -1,0 +1,52 @@
+#include "core/identity.hpp"
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+namespace clerk::core {
+namespace {
+
+// nlohmann's dump() recurses once per nesting level, so a hostile, deeply nested claims value
+// could exhaust the stack. Real claims are a few levels deep; anything beyond this is refused.
+constexpr std::size_t max_depth = 64;
+
+// Iterative (explicit stack) so that the check itself cannot overflow.
+bool nesting_within_limit(const nlohmann::json& root) {
+    std::vector<std::pair<const nlohmann::json*, std::size_t>> todo{{&root, 1}};
+    while (!todo.empty()) {
+        auto [node, depth] = todo.back();
+        todo.pop_back();
+        if (!node->is_structured()) {
+            continue;
+        }
+        if (depth > max_depth) {
+            return false;
+        }
+        for (const auto& child : *node) {
+            if (child.is_structured()) {
+                todo.emplace_back(&child, depth + 1);
+            }
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string compact_ascii_json(const nlohmann::json& j) {
+    // Why these dump() arguments: indent -1 is compact; ensure_ascii escapes every non-ASCII
+    // code point (and control characters are always escaped), so the result is header-safe;
+    // error_handler::replace turns invalid UTF-8 into U+FFFD instead of throwing.
+    try {
+        if (!nesting_within_limit(j)) {
+            return {};
+        }
+        return j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+    } catch (...) {
+        // Only allocation failure can get here; an empty rendering means "no claims header".
+        return {};
+    }
+}
+
+}  // namespace clerk::core

@@ -1,0 +1,72 @@
+#include "core/request_decision.hpp"
+
+#include "core/policy.hpp"
+
+#include <algorithm>
+
+namespace clerk::core {
+
+bool token_acceptance::accepts(token_type t) const {
+    return any || std::find(types.begin(), types.end(), t) != types.end();
+}
+
+pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance& accepts,
+                          std::string_view method, std::string_view normalized_path,
+                          std::span<const std::string_view> authorization) {
+    pre_auth out;
+
+    // 1. Route. `auth: none` allows without looking at the Authorization header at all.
+    out.matched = match_route(routes, method, normalized_path);
+    if (out.matched != nullptr && out.matched->auth == auth_mode::none) {
+        out.decision = {decision_kind::allow, ""};
+        return out;
+    }
+
+    // 2. Bearer extraction.
+    const bearer_result bearer = extract_bearer(authorization);
+    switch (bearer.status) {
+        case bearer_status::ok:
+            break;
+        case bearer_status::missing:
+            out.decision = {decision_kind::missing_token, ""};
+            return out;
+        case bearer_status::invalid_request:
+            out.decision = {decision_kind::invalid_request, ""};
+            return out;
+    }
+
+    // 3. Classification (no signature, no network).
+    const classification c = classify_token(bearer.token);
+    if (c.status != classify_status::ok) {
+        out.decision = {decision_kind::invalid_token, "malformed"};
+        return out;
+    }
+
+    // 4. Acceptance: a type the config does not accept is refused without any call to Clerk.
+    if (!accepts.accepts(c.cls.type)) {
+        out.decision = {decision_kind::invalid_token, "token_type_not_accepted"};
+        return out;
+    }
+
+    // Fail closed: while verification is pending the decision is a refusal, so a caller that
+    // forgets to check `needs_verification` never forwards an unverified request.
+    out.needs_verification = true;
+    out.decision = {decision_kind::invalid_token, "not_verified"};
+    out.token = bearer.token;
+    out.cls = c.cls;
+    return out;
+}
+
+auth_decision post_authenticate(const route* matched, const identity& id) {
+    if (policy_allows(matched, id)) {
+        return {decision_kind::allow, ""};
+    }
+    // Say which half of the policy failed; both reasons are static and name no scope or subject.
+    const bool scopes_ok = std::all_of(
+        matched->require_scopes.begin(), matched->require_scopes.end(), [&](const auto& s) {
+            return std::find(id.scopes.begin(), id.scopes.end(), s) != id.scopes.end();
+        });
+    return {decision_kind::insufficient_scope, scopes_ok ? "subject_not_allowed" : "missing_scope"};
+}
+
+}  // namespace clerk::core

@@ -1,0 +1,285 @@
+#include "core/verification_cache.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+namespace clerk::core {
+namespace {
+
+// A failed HMAC or RNG call leaves no safe way on: a constant digest would make every token
+// share one cache entry. This is RELEASE_ASSERT territory, so the process stops.
+[[noreturn]] void crypto_failure(const char* what) {
+    std::fputs("clerk-m2m-proxy: fatal: OpenSSL failure in ", stderr);
+    std::fputs(what, stderr);
+    std::fputs("\n", stderr);
+    std::abort();
+}
+
+// Fetched once: EVP_MAC_fetch is comparatively slow and takes a global lock.
+EVP_MAC* hmac_algorithm() {
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac == nullptr) {
+        crypto_failure("EVP_MAC_fetch(HMAC)");
+    }
+    return mac;
+}
+
+std::uint64_t load_u64(const token_digest& d, std::size_t offset) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, d.data() + offset, sizeof v);
+    return v;
+}
+
+long long saturating_add(long long a, long long b) {
+    if (b > 0 && a > std::numeric_limits<long long>::max() - b) {
+        return std::numeric_limits<long long>::max();
+    }
+    return a + b;
+}
+
+// Splits `total` over `n` shards so that the parts sum to exactly `total` (the hard bound).
+std::size_t share_of(std::size_t total, std::size_t n, std::size_t index) {
+    return total / n + (index < total % n ? 1 : 0);
+}
+
+}  // namespace
+
+token_hasher::token_hasher() {
+    if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
+        crypto_failure("RAND_bytes");
+    }
+}
+
+token_hasher::token_hasher(std::string_view key) {
+    // HMAC zero-pads short keys, so copying into the zeroed array keeps HMAC(key) semantics;
+    // a longer key is compressed with SHA-256 (fixed width is all the tests need).
+    if (key.size() <= key_.size()) {
+        std::memcpy(key_.data(), key.data(), key.size());
+        return;
+    }
+    unsigned int len = 0;
+    if (EVP_Digest(key.data(), key.size(), key_.data(), &len, EVP_sha256(), nullptr) != 1) {
+        crypto_failure("EVP_Digest(SHA256)");
+    }
+}
+
+token_digest token_hasher::digest(std::string_view token) const {
+    token_digest out{};
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(hmac_algorithm());
+    if (ctx == nullptr) {
+        crypto_failure("EVP_MAC_CTX_new");
+    }
+    char digest_name[] = "SHA256";
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+        OSSL_PARAM_construct_end()};
+    static const unsigned char empty = 0;
+    const auto* data =
+        token.empty() ? &empty : reinterpret_cast<const unsigned char*>(token.data());
+    std::size_t len = 0;
+    const bool ok = EVP_MAC_init(ctx, key_.data(), key_.size(), params) == 1 &&
+                    EVP_MAC_update(ctx, data, token.size()) == 1 &&
+                    EVP_MAC_final(ctx, out.data(), &len, out.size()) == 1 && len == out.size();
+    EVP_MAC_CTX_free(ctx);
+    if (!ok) {
+        crypto_failure("HMAC-SHA256");
+    }
+    return out;
+}
+
+std::size_t token_digest_hash::operator()(const token_digest& d) const noexcept {
+    // The digest is already uniformly distributed (HMAC output): take its first bytes.
+    return static_cast<std::size_t>(load_u64(d, 0));
+}
+
+// One shard: two independent LRUs (front = most recent) under one mutex.
+struct verification_cache::shard {
+    struct positive_entry {
+        token_digest key;
+        std::shared_ptr<const identity> id;
+        long long fresh_until_ms;  // exclusive
+        long long stale_until_ms;  // exclusive, >= fresh_until_ms
+    };
+    struct negative_entry {
+        token_digest key;
+        std::string_view reason;
+        long long until_ms;  // exclusive
+    };
+    template <class Entry>
+    struct lru {
+        std::list<Entry> order;
+        std::unordered_map<token_digest, typename std::list<Entry>::iterator, token_digest_hash>
+            index;
+        std::size_t capacity = 0;
+
+        Entry* find(const token_digest& k) {
+            auto it = index.find(k);
+            if (it == index.end()) {
+                return nullptr;
+            }
+            order.splice(order.begin(), order, it->second);  // refresh recency
+            return &*it->second;
+        }
+        void erase(const token_digest& k) {
+            auto it = index.find(k);
+            if (it != index.end()) {
+                order.erase(it->second);
+                index.erase(it);
+            }
+        }
+        void put(Entry e) {
+            erase(e.key);
+            if (capacity == 0) {
+                return;
+            }
+            // Evict before inserting so the bound holds at every instant.
+            while (order.size() >= capacity) {
+                index.erase(order.back().key);
+                order.pop_back();
+            }
+            order.push_front(std::move(e));
+            index.emplace(order.front().key, order.begin());
+        }
+        void clear() {
+            index.clear();
+            order.clear();
+        }
+    };
+
+    mutable std::mutex mu;
+    lru<positive_entry> positive;
+    lru<negative_entry> negative;
+};
+
+verification_cache::verification_cache(cache_options opts, const clock& clk)
+    : opts_(opts), clock_(clk) {
+    if (opts_.max_negative_entries == 0) {
+        opts_.max_negative_entries = std::max<std::size_t>(1024, opts_.max_entries / 4);
+    }
+    // Never more shards than entries, so every shard of a tiny cache can hold something.
+    opts_.shards = std::max<std::size_t>(1, std::min(opts_.shards, opts_.max_entries));
+    shards_ = std::make_unique<shard[]>(opts_.shards);
+    for (std::size_t i = 0; i < opts_.shards; ++i) {
+        shards_[i].positive.capacity = share_of(opts_.max_entries, opts_.shards, i);
+        shards_[i].negative.capacity = share_of(opts_.max_negative_entries, opts_.shards, i);
+    }
+}
+
+verification_cache::~verification_cache() = default;
+
+verification_cache::shard& verification_cache::shard_for(const token_digest& key) const {
+    // Different digest bytes than token_digest_hash, so shard choice and bucket choice are
+    // independent.
+    return shards_[load_u64(key, 8) % opts_.shards];
+}
+
+namespace {
+long long now_ms(const clock& c) {
+    return std::chrono::duration_cast<millis>(c.now().time_since_epoch()).count();
+}
+}  // namespace
+
+cache_lookup verification_cache::lookup(const token_digest& key) {
+    const long long now = now_ms(clock_);
+    shard& s = shard_for(key);
+    std::lock_guard lock(s.mu);
+    if (auto* p = s.positive.find(key)) {
+        if (now < p->fresh_until_ms) {
+            return {cache_result::hit, p->id, {}};
+        }
+        if (now >= p->stale_until_ms) {
+            s.positive.erase(key);  // lazy expiry; `p` is dangling from here on
+        }
+        return {};  // past ttl: only lookup_stale may still use it
+    }
+    if (auto* n = s.negative.find(key)) {
+        if (now < n->until_ms) {
+            return {cache_result::negative_hit, nullptr, n->reason};
+        }
+        s.negative.erase(key);
+    }
+    return {};
+}
+
+cache_lookup verification_cache::lookup_stale(const token_digest& key) {
+    const long long now = now_ms(clock_);
+    shard& s = shard_for(key);
+    std::lock_guard lock(s.mu);
+    if (auto* p = s.positive.find(key)) {
+        if (now < p->stale_until_ms) {
+            return {cache_result::stale, p->id, {}};
+        }
+        s.positive.erase(key);
+    }
+    return {};
+}
+
+void verification_cache::put_positive(const token_digest& key, std::shared_ptr<const identity> id) {
+    if (!id || opts_.ttl.count() <= 0) {
+        return;  // ttl 0: caching disabled
+    }
+    const long long now = now_ms(clock_);
+    const long long expires = id->expires_at_ms.value_or(std::numeric_limits<long long>::max());
+    if (expires <= now) {
+        return;  // already expired: never serve it, not even stale
+    }
+    const long long fresh = std::min(saturating_add(now, opts_.ttl.count()), expires);
+    const long long stale =
+        std::min(saturating_add(saturating_add(now, opts_.ttl.count()),
+                                std::max<long long>(0, opts_.stale_if_error.count())),
+                 expires);
+    shard& s = shard_for(key);
+    std::lock_guard lock(s.mu);
+    s.negative.erase(key);  // a fresh verification supersedes an old rejection
+    s.positive.put({key, std::move(id), fresh, stale});
+}
+
+void verification_cache::put_negative(const token_digest& key, std::string_view reason) {
+    if (opts_.negative_ttl.count() <= 0) {
+        return;  // negative_ttl 0: rejections are not remembered
+    }
+    const long long until = saturating_add(now_ms(clock_), opts_.negative_ttl.count());
+    shard& s = shard_for(key);
+    std::lock_guard lock(s.mu);
+    s.positive.erase(key);  // a definitive rejection (e.g. revoked) beats an earlier success
+    s.negative.put({key, reason, until});
+}
+
+std::size_t verification_cache::size() const {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < opts_.shards; ++i) {
+        std::lock_guard lock(shards_[i].mu);
+        total += shards_[i].positive.order.size();
+    }
+    return total;
+}
+
+std::size_t verification_cache::negative_size() const {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < opts_.shards; ++i) {
+        std::lock_guard lock(shards_[i].mu);
+        total += shards_[i].negative.order.size();
+    }
+    return total;
+}
+
+void verification_cache::clear() {
+    for (std::size_t i = 0; i < opts_.shards; ++i) {
+        std::lock_guard lock(shards_[i].mu);
+        shards_[i].positive.clear();
+        shards_[i].negative.clear();
+    }
+}
+
+}  // namespace clerk::core

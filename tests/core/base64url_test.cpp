@@ -1,0 +1,98 @@
+#include "core/base64url.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+using clerk::core::base64url_decode;
+using clerk::core::base64url_encode;
+
+namespace {
+
+struct vector_case {
+    std::string_view name;
+    std::string_view bytes;
+    std::string_view encoded;
+};
+
+// RFC 4648 §10 test vectors, unpadded, plus the two characters that differ from base64.
+constexpr vector_case vectors[] = {
+    {"empty", "", ""},
+    {"f", "f", "Zg"},
+    {"fo", "fo", "Zm8"},
+    {"foo", "foo", "Zm9v"},
+    {"foob", "foob", "Zm9vYg"},
+    {"fooba", "fooba", "Zm9vYmE"},
+    {"foobar", "foobar", "Zm9vYmFy"},
+    {"url alphabet", "\xfb\xff\xbf", "-_-_"},
+    {"nul byte", std::string_view("\0", 1), "AA"},
+    {"high bytes", "\xff\xfe", "__4"},
+    {"json", R"({"sub":"mch_1"})", "eyJzdWIiOiJtY2hfMSJ9"},
+};
+
+struct reject_case {
+    std::string_view name;
+    std::string_view encoded;
+};
+
+constexpr reject_case rejects[] = {
+    {"padding", "Zg=="},
+    {"single padding", "Zm8="},
+    {"padding only", "=="},
+    {"standard plus", "+/+/"},
+    {"standard slash", "ab/c"},
+    {"space", "Zm 9v"},
+    {"newline", "Zm9v\n"},
+    {"length 4n+1", "Zm9vY"},
+    {"single char", "Z"},
+    {"non-zero trailing bits (2 chars)", "Zh"},
+    {"non-zero trailing bits (3 chars)", "Zm9"},
+    {"dot", "Zm.v"},
+    {"non-ascii", "Zm\xc3\xa9"},
+    {"nul", std::string_view("Zm\0v", 4)},
+};
+
+}  // namespace
+
+TEST_CASE("base64url round-trips RFC 4648 vectors", "[base64url]") {
+    for (const auto& c : vectors) {
+        SECTION(std::string(c.name)) {
+            CHECK(base64url_encode(c.bytes) == c.encoded);
+            const auto decoded = base64url_decode(c.encoded);
+            REQUIRE(decoded.has_value());
+            CHECK(*decoded == c.bytes);
+        }
+    }
+}
+
+TEST_CASE("base64url_decode is strict", "[base64url]") {
+    for (const auto& c : rejects) {
+        SECTION(std::string(c.name)) {
+            CHECK_FALSE(base64url_decode(c.encoded).has_value());
+        }
+    }
+}
+
+TEST_CASE("base64url_encode of a byte span", "[base64url]") {
+    constexpr std::array<std::uint8_t, 3> bytes{0xfb, 0xff, 0xbf};
+    CHECK(base64url_encode(std::span<const std::uint8_t>(bytes)) == "-_-_");
+    CHECK(base64url_encode(std::span<const std::uint8_t>()).empty());
+}
+
+TEST_CASE("base64url round-trips every byte value and length", "[base64url]") {
+    std::string all;
+    for (int i = 0; i < 256; ++i) {
+        all.push_back(static_cast<char>(i));
+    }
+    for (std::size_t n = 0; n <= all.size(); n += 7) {
+        const std::string_view in = std::string_view(all).substr(0, n);
+        const std::string enc = base64url_encode(in);
+        CHECK(enc.find('=') == std::string::npos);
+        const auto dec = base64url_decode(enc);
+        REQUIRE(dec.has_value());
+        CHECK(*dec == in);
+    }
+}

@@ -36,11 +36,11 @@ enum class upstream_scheme { http, https, unix_socket };
 struct upstream_config {
     std::string url;
     upstream_scheme scheme = upstream_scheme::http;
-    std::string host;            ///< http/https host (no brackets)
-    std::uint16_t port = 0;      ///< defaults 80/443
-    std::string host_header;     ///< "host:port" as Host when preserve_host is false
-    std::string base_path;       ///< path prefix from the URL ("" or "/v1"), no trailing '/'
-    std::string unix_path;       ///< for unix:
+    std::string host;         ///< http/https host (no brackets)
+    std::uint16_t port = 0;   ///< defaults 80/443
+    std::string host_header;  ///< "host:port" as Host when preserve_host is false
+    std::string base_path;    ///< path prefix from the URL ("" or "/v1"), no trailing '/'
+    std::string unix_path;    ///< for unix:
     millis connect_timeout{2000};
     millis timeout{60000};
     std::size_t max_idle_connections = 128;
@@ -52,9 +52,9 @@ struct upstream_config {
 struct clerk_config {
     std::string api_url = "https://api.clerk.com";  ///< no trailing '/'
     bool api_url_is_https = true;
-    std::string api_host;                           ///< parsed from api_url
+    std::string api_host;  ///< parsed from api_url
     std::uint16_t api_port = 443;
-    std::string api_base_path;                      ///< path prefix of api_url ("" normally)
+    std::string api_base_path;  ///< path prefix of api_url ("" normally)
     std::string api_version = "2026-05-12";
     std::string ca_file;
     std::string machine_secret_key;

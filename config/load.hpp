@@ -15,7 +15,7 @@ namespace clerk::config {
 struct config_error {
     std::string file;
     int line = 0;
-    std::string key;      ///< dotted path: "upstream.timeout", "routes[1].path"
+    std::string key;  ///< dotted path: "upstream.timeout", "routes[1].path"
     std::string problem;
     std::string to_string() const;  ///< "file:line: key: problem"
 };
@@ -25,7 +25,7 @@ using env_lookup = std::function<std::optional<std::string>(std::string_view)>;
 env_lookup process_env();
 
 struct load_result {
-    std::shared_ptr<const config> cfg;   ///< set iff errors is empty
+    std::shared_ptr<const config> cfg;  ///< set iff errors is empty
     std::vector<config_error> errors;
     bool ok() const { return errors.empty(); }
 };

@@ -11,9 +11,10 @@ namespace clerk::core {
 inline constexpr std::size_t max_token_bytes = 4096;
 
 enum class bearer_status {
-    ok,               ///< exactly one Authorization header, scheme Bearer, 1..4096 byte token
-    missing,          ///< no Authorization header, or a scheme other than Bearer -> 401 missing_token
-    invalid_request,  ///< two Authorization headers, empty token, token > 4096 bytes -> 401 invalid_request
+    ok,       ///< exactly one Authorization header, scheme Bearer, 1..4096 byte token
+    missing,  ///< no Authorization header, or a scheme other than Bearer -> 401 missing_token
+    invalid_request,  ///< two Authorization headers, empty token, token > 4096 bytes -> 401
+                      ///< invalid_request
 };
 
 struct bearer_result {

@@ -13,11 +13,11 @@ namespace clerk::core {
 struct identity {
     token_type type = token_type::m2m_token;
     token_format format = token_format::opaque;
-    std::string subject;                 ///< "mch_..." for machines
-    std::string token_id;                ///< "mt_..." (opaque id or JWT jti)
+    std::string subject;   ///< "mch_..." for machines
+    std::string token_id;  ///< "mt_..." (opaque id or JWT jti)
     std::vector<std::string> scopes;
-    nlohmann::json claims;               ///< custom claims object, or null
-    std::string claims_compact;          ///< claims rendered once: compact, ASCII-only JSON ("" if null)
+    nlohmann::json claims;       ///< custom claims object, or null
+    std::string claims_compact;  ///< claims rendered once: compact, ASCII-only JSON ("" if null)
     std::optional<long long> expires_at_ms;  ///< token expiration, ms since epoch; nullopt = never
 
     bool is_machine() const { return subject.rfind("mch_", 0) == 0; }

@@ -7,12 +7,12 @@ namespace clerk::core {
 
 enum class path_status {
     ok,
-    not_origin_form,   ///< target does not start with '/' (absolute-form, authority-form, '*')
-    bad_percent,       ///< '%' not followed by two hex digits
-    encoded_slash,     ///< %2F / %2f
-    encoded_backslash, ///< %5C / %5c, or a raw '\'
-    nul,               ///< %00 or a raw NUL / control character
-    escapes_root,      ///< ".." above "/"
+    not_origin_form,    ///< target does not start with '/' (absolute-form, authority-form, '*')
+    bad_percent,        ///< '%' not followed by two hex digits
+    encoded_slash,      ///< %2F / %2f
+    encoded_backslash,  ///< %5C / %5c, or a raw '\'
+    nul,                ///< %00 or a raw NUL / control character
+    escapes_root,       ///< ".." above "/"
 };
 
 struct normalized_target {

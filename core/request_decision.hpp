@@ -21,9 +21,10 @@ struct token_acceptance {
 
 struct pre_auth {
     const route* matched = nullptr;  ///< nullptr: no rule matched (auth required, no policy)
-    bool needs_verification = false; ///< true: verify `token` (of class `cls`), then call post_auth
-    auth_decision decision;          ///< when !needs_verification: allow (auth: none) or a refusal
-    std::string_view token;          ///< views into the Authorization header value
+    bool needs_verification =
+        false;               ///< true: verify `token` (of class `cls`), then call post_auth
+    auth_decision decision;  ///< when !needs_verification: allow (auth: none) or a refusal
+    std::string_view token;  ///< views into the Authorization header value
     token_class cls;
 };
 

@@ -10,14 +10,14 @@ namespace clerk::core {
 enum class auth_mode { required, none };
 
 struct route {
-    std::string path;                    ///< as configured ("/api/*" or "/healthz")
-    std::string match;                   ///< "/api" for a prefix rule, the exact path otherwise
-    bool prefix = false;                 ///< configured path ended with "/*"
-    std::vector<std::string> methods;    ///< upper-case; empty = all methods
+    std::string path;                  ///< as configured ("/api/*" or "/healthz")
+    std::string match;                 ///< "/api" for a prefix rule, the exact path otherwise
+    bool prefix = false;               ///< configured path ended with "/*"
+    std::vector<std::string> methods;  ///< upper-case; empty = all methods
     auth_mode auth = auth_mode::required;
     std::vector<std::string> require_scopes;
     std::vector<std::string> allow_subjects;  ///< empty = any subject
-    int line = 0;                        ///< config line, for logs
+    int line = 0;                             ///< config line, for logs
 };
 
 /// Builds a route from its configured path: "/api/*" -> prefix "/api"; "/*" -> everything.

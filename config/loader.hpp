@@ -1,0 +1,63 @@
+#pragma once
+// The schema of DESIGN.md §3: walks a parsed YAML tree section by section into a config,
+// collecting every problem. Split over load.cpp (top level, listener, upstream, Clerk, server
+// sections) and load_http.cpp (auth, headers, routes). Internal to config/.
+#include "config/config.hpp"
+#include "config/yaml_reader.hpp"
+
+#include <string>
+
+namespace clerk::config {
+
+/// One use per load. Thread safety: none.
+class loader {
+public:
+    loader(std::string file, const env_lookup& env, std::vector<config_error>& errors)
+        : r_(std::move(file), env, errors) {}
+
+    /// Fills `cfg` from `root` (a mapping, or null for an empty file), then runs the checks
+    /// that span several keys.
+    void load(const YAML::Node& root, config& cfg);
+
+private:
+    using field = yaml_reader::field;
+    using apply_fn = decltype(field::apply);
+
+    // Field appliers: parse, check, assign on success.
+    apply_fn to_string(std::string& out);
+    apply_fn to_bool(bool& out);
+    apply_fn to_duration(millis& out, bool allow_zero);
+    template <class T>
+    apply_fn to_integer(T& out, std::uint64_t min, std::uint64_t max) {
+        return [this, &out, min, max](const YAML::Node& n, const std::string& k) {
+            if (auto v = r_.integer(n, k, min, max)) {
+                out = static_cast<T>(*v);
+            }
+        };
+    }
+    apply_fn to_file(std::string& out);
+    apply_fn to_listen(listen_address& out);
+
+    // Sections (load.cpp).
+    /// False when the document is not a mapping (then nothing else is checked).
+    bool top_level(const YAML::Node& root, config& cfg);
+    void tls(const YAML::Node& n, const std::string& key, tls_config& out);
+    void upstream(const YAML::Node& n, const std::string& key, upstream_config& out);
+    void clerk(const YAML::Node& n, const std::string& key, clerk_config& out);
+    void jwt_key(const YAML::Node& n, const std::string& key, std::string& out);
+    void cross_checks(config& cfg);
+
+    // Sections (load_http.cpp).
+    void auth(const YAML::Node& n, const std::string& key, auth_config& out);
+    void headers(const YAML::Node& n, const std::string& key, core::identity_header_names& out);
+    void claims_to_headers(const YAML::Node& n, const std::string& key,
+                           core::identity_header_names& out);
+    void header_name_checks(const core::identity_header_names& names);
+    void routes(const YAML::Node& n, const std::string& key, std::vector<core::route>& out);
+    void route(const YAML::Node& n, const std::string& key, std::vector<core::route>& out);
+
+    yaml_reader r_;
+    int root_line_ = 1;  // for problems about keys missing from the file
+};
+
+}  // namespace clerk::config

@@ -33,4 +33,18 @@ if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build/asan --output-on-failure -j "$jobs" --timeout 600 -LE contract
 fi
+if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== build + test (tsan: core, incl. the concurrent cache and single-flight tests)"
+  scripts/build.sh tsan core_tests
+  TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/core_tests
+fi
+
+if [ "${CLERK_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz (libFuzzer, clang, ASan+UBSan; ${CLERK_FUZZ_SECONDS:-60} s per target)"
+  scripts/install-deps.sh fuzz
+  scripts/build.sh fuzz fuzz_path_route fuzz_bearer fuzz_header_rules fuzz_decision \
+    fuzz_config fuzz_clerk_response fuzz_jwt
+  cmake -B build/fuzz -DCLERK_FUZZ_SECONDS="${CLERK_FUZZ_SECONDS:-60}" >/dev/null
+  ctest --test-dir build/fuzz --output-on-failure -j "$jobs" -L fuzz
+fi
 echo "== all tests passed"

@@ -155,14 +155,14 @@ std::map<std::string, std::string> key_env() {
 
 }  // namespace
 
-TEST_CASE("--version prints the version", "[cli]") {
+TEST_CASE("cli: --version prints the version", "[cli]") {
     const auto r = run_proxy({"--version"});
     CHECK(r.exit_code == 0);
     CHECK(r.out == std::string("clerk-m2m-proxy ") + CLERK_PROXY_VERSION + "\n");
     CHECK(r.err.empty());
 }
 
-TEST_CASE("--help prints the usage", "[cli]") {
+TEST_CASE("cli: --help prints the usage", "[cli]") {
     for (const char* flag : {"--help", "-h"}) {
         const auto r = run_proxy({flag});
         CHECK(r.exit_code == 0);
@@ -198,7 +198,7 @@ TEST_CASE("usage errors exit 2 with the usage on stderr", "[cli]") {
     }
 }
 
-TEST_CASE("--check accepts a good config", "[cli]") {
+TEST_CASE("cli: --check accepts a good config", "[cli]") {
     temp_dir dir;
     const std::string path = dir.write("good.yaml", good_config);
     SECTION("--config PATH --check") {
@@ -229,7 +229,7 @@ TEST_CASE("--check accepts a good config", "[cli]") {
     }
 }
 
-TEST_CASE("--check prints every error of a bad config and exits 2", "[cli]") {
+TEST_CASE("cli: --check prints every error of a bad config and exits 2", "[cli]") {
     temp_dir dir;
     const std::string path = dir.write("bad.yaml", bad_config);
     const auto r = run_proxy({"--config", path, "--check"});

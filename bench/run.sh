@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmarks clerk-m2m-proxy against its peers on loopback (see bench/README.md).
+#   bench/run.sh                 all cases, writes bench/RESULTS.md
+#   BENCH_DURATION=10 BENCH_CONNECTIONS=50 BENCH_TOKENS=100 BENCH_CLERK_LATENCY_MS=30 \
+#   BENCH_CASES="a b c d e f" BENCH_MEMORY=1 bench/run.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/install-deps.sh build test bench
+scripts/build.sh release clerk-m2m-proxy clerk-emulator >/dev/null
+if [ ! -d bench/node-proxy/node_modules/@clerk/backend ]; then
+  (cd bench/node-proxy && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+exec python3 bench/run.py "$@"

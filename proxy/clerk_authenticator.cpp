@@ -1,24 +1,226 @@
-// TEMPORARY stub, replaced by the Clerk verification work (issue 4): fails closed.
+#include "proxy/clerk_authenticator.hpp"
+
+// GCC 12 reports -Wnull-dereference inside Asio's strand<any_io_executor> equality (inlined
+// from system headers; a known false positive). Scoped to this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#endif
+
+#include "core/jwt.hpp"
 #include "proxy/auth_factory.hpp"
+#include "proxy/clerk_flight.hpp"
+#include "proxy/clerk_verifier.hpp"
+#include "proxy/jwks.hpp"
+
+#include <openssl/crypto.h>
+#include <boost/asio/strand.hpp>
+
+#include <string>
+#include <utility>
 
 namespace clerk::proxy {
 namespace {
 
-class unavailable_authenticator final : public authenticator {
-public:
-    net::awaitable<auth_result> authenticate(std::string_view, core::token_class,
-                                             std::chrono::steady_clock::time_point) override {
-        co_return auth_result{{core::decision_kind::auth_unavailable, "not_implemented"}, {}, {}};
+using steady = std::chrono::steady_clock;
+using core::decision_kind;
+
+/// The HMAC key of the cache digests: one per process, so that a cache that survives a config
+/// reload keeps its entries addressable by the next authenticator.
+const core::token_hasher& process_hasher() {
+    static const core::token_hasher h;
+    return h;
+}
+
+/// A copy of the bearer token that outlives the caller's request (the verification runs
+/// detached from it). Wiped on destruction: the raw token is never stored.
+struct token_copy {
+    explicit token_copy(std::string_view t) : s(t) {}
+    token_copy(const token_copy&) = default;
+    token_copy(token_copy&&) = default;
+    token_copy& operator=(const token_copy&) = delete;
+    token_copy& operator=(token_copy&&) = delete;
+    ~token_copy() { OPENSSL_cleanse(s.data(), s.size()); }
+    std::string s;
+};
+
+auth_result make_result(decision_kind k, std::string_view reason,
+                        std::optional<core::cache_result> c = std::nullopt,
+                        std::shared_ptr<const core::identity> id = nullptr) {
+    return auth_result{core::auth_decision{k, reason}, std::move(id), c};
+}
+
+struct auth_state {
+    auth_state(net::any_io_executor ex, std::shared_ptr<const config::config> c,
+               std::shared_ptr<core::verification_cache> vc, metrics& mm,
+               std::shared_ptr<clerk_api> a, const core::clock& ck)
+        : exec(std::move(ex)),
+          cfg(std::move(c)),
+          cache(std::move(vc)),
+          m(mm),
+          clk(ck),
+          verifier(a, cfg->clerk, mm, ck),
+          jwks(std::make_shared<jwks_provider>(exec, a, cfg->clerk, mm)) {}
+
+    net::any_io_executor exec;
+    std::shared_ptr<const config::config> cfg;
+    std::shared_ptr<core::verification_cache> cache;
+    metrics& m;
+    const core::clock& clk;
+    clerk_verifier verifier;
+    std::shared_ptr<jwks_provider> jwks;
+    core::single_flight<auth_result> flights;
+};
+using state_ptr = std::shared_ptr<auth_state>;
+
+/// JWT refusals that may turn into acceptances soon are not remembered.
+bool jwt_refusal_cacheable(std::string_view reason) {
+    return reason != core::jwt_reason::unknown_kid && reason != core::jwt_reason::not_yet_valid &&
+           reason != core::jwt_reason::issued_in_future;
+}
+
+net::awaitable<verification> verify_jwt(state_ptr st, const std::string& token,
+                                        steady::time_point deadline) {
+    auto& provider = *st->jwks;
+    auto keys = provider.current();
+    if (!keys) {
+        keys = co_await provider.refresh(deadline);
+        if (!keys) {
+            co_return verification{verification::status::unavailable, "jwks_unavailable", nullptr,
+                                   false};
+        }
     }
+    auto skew = st->cfg->auth.clock_skew;
+    auto r = core::verify_m2m_jwt(token, *keys, st->clk.now(), skew);
+    if (!r.ok && r.reason == core::jwt_reason::unknown_kid && !keys->matches_any_kid()) {
+        // Key rotation: fetch the JWKS once (coalesced, at most once per second) and retry.
+        auto fresh = co_await provider.refresh(deadline);
+        if (fresh && fresh != keys) {
+            r = core::verify_m2m_jwt(token, *fresh, st->clk.now(), skew);
+        }
+    }
+    if (r.ok) {
+        co_return verification{verification::status::valid, "", std::move(r.id), true};
+    }
+    co_return verification{verification::status::invalid, r.reason, nullptr,
+                           jwt_refusal_cacheable(r.reason)};
+}
+
+/// The leader's work for one token: re-check the cache (a flight may have completed between
+/// the caller's lookup and its join), verify, store the outcome, fall back to stale entries.
+net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_copy token,
+                                 core::token_class cls, steady::time_point deadline) {
+    auto again = st->cache->lookup(key);
+    if (again.result == core::cache_result::hit) {
+        co_return make_result(decision_kind::allow, "", core::cache_result::hit, again.id);
+    }
+    if (again.result == core::cache_result::negative_hit) {
+        co_return make_result(decision_kind::invalid_token, again.negative_reason,
+                              core::cache_result::negative_hit);
+    }
+
+    // Not a ?: with co_await in both arms: GCC 12 destroys such temporaries twice.
+    verification v;
+    if (cls.format == core::token_format::jwt) {
+        v = co_await verify_jwt(st, token.s, deadline);
+    } else {
+        v = co_await st->verifier.verify_m2m(token.s, deadline);
+    }
+    switch (v.st) {
+        case verification::status::valid:
+            st->cache->put_positive(key, v.id);
+            co_return make_result(decision_kind::allow, "", core::cache_result::miss, v.id);
+        case verification::status::invalid:
+            if (v.cacheable) {
+                st->cache->put_negative(key, v.reason);
+            }
+            co_return make_result(decision_kind::invalid_token, v.reason, core::cache_result::miss);
+        case verification::status::unavailable:
+            break;
+    }
+    if (st->cfg->cache.stale_if_error.count() > 0) {
+        auto stale = st->cache->lookup_stale(key);
+        if (stale.result == core::cache_result::stale && stale.id) {
+            co_return make_result(decision_kind::allow, "", core::cache_result::stale, stale.id);
+        }
+    }
+    co_return make_result(decision_kind::auth_unavailable, v.reason, core::cache_result::miss);
+}
+
+class clerk_authenticator final : public authenticator {
+public:
+    explicit clerk_authenticator(state_ptr st) : st_(std::move(st)) {}
+    ~clerk_authenticator() override { stop(); }
+
+    net::awaitable<auth_result> authenticate(std::string_view token, core::token_class cls,
+                                             steady::time_point deadline) override {
+        state_ptr st = st_;
+        if (cls.type != core::token_type::m2m_token) {
+            co_return make_result(decision_kind::invalid_token, "token_type_not_supported");
+        }
+        if (cls.format == core::token_format::jwt && !st->jwks->configured()) {
+            co_return make_result(decision_kind::invalid_token, "jwt_not_supported");
+        }
+
+        core::token_digest key = process_hasher().digest(token);
+        auto look = st->cache->lookup(key);
+        if (look.result == core::cache_result::hit) {
+            st->m.cache_lookup(core::cache_result::hit);
+            co_return make_result(decision_kind::allow, "", core::cache_result::hit, look.id);
+        }
+        if (look.result == core::cache_result::negative_hit) {
+            st->m.cache_lookup(core::cache_result::negative_hit);
+            co_return make_result(decision_kind::invalid_token, look.negative_reason,
+                                  core::cache_result::negative_hit);
+        }
+
+        // Miss: every concurrent caller for this token shares one verification.
+        // The lambdas are named, outside the co_await expression: GCC 12 destroys the
+        // captures of a closure temporary in a co_await full-expression twice.
+        token_copy copy(token);
+        auto make_lead = [st, key, &copy, cls, deadline] {
+            return lead(st, key, copy, cls, deadline);
+        };
+        auto on_error = [] {
+            return make_result(decision_kind::auth_unavailable, "internal_error");
+        };
+        net::awaitable<auth_result> flight = join_flight<auth_result>(
+            st->flights, key, net::make_strand(st->exec), std::move(make_lead), on_error);
+        auth_result r = co_await std::move(flight);
+        // One lookup result per request: miss, or stale when the outage fallback served it
+        // (or what the leader's re-check found).
+        st->m.cache_lookup(r.cache.value_or(core::cache_result::miss));
+        co_return r;
+    }
+
+    void start() override { st_->jwks->start(); }
+
+    void stop() override {
+        st_->jwks->stop();
+        st_->verifier.api()->close_idle();
+    }
+
+private:
+    state_ptr st_;
 };
 
 }  // namespace
 
-std::shared_ptr<authenticator> make_authenticator(net::any_io_executor,
-                                                  std::shared_ptr<const config::config>,
-                                                  std::shared_ptr<core::verification_cache>,
-                                                  metrics&) {
-    return std::make_shared<unavailable_authenticator>();
+std::shared_ptr<authenticator> make_clerk_authenticator(
+    net::any_io_executor exec, std::shared_ptr<const config::config> cfg,
+    std::shared_ptr<core::verification_cache> cache, metrics& m, std::shared_ptr<clerk_api> api,
+    const core::clock& clk) {
+    auto st = std::make_shared<auth_state>(std::move(exec), std::move(cfg), std::move(cache), m,
+                                           std::move(api), clk);
+    return std::make_shared<clerk_authenticator>(std::move(st));
+}
+
+std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
+                                                  std::shared_ptr<const config::config> cfg,
+                                                  std::shared_ptr<core::verification_cache> cache,
+                                                  metrics& m) {
+    auto api = make_clerk_client(exec, cfg->clerk);
+    return make_clerk_authenticator(std::move(exec), std::move(cfg), std::move(cache), m,
+                                    std::move(api), core::system_clock::instance());
 }
 
 }  // namespace clerk::proxy

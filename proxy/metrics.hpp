@@ -15,9 +15,8 @@ namespace clerk::proxy {
 /// Fixed-bucket histogram (seconds). Thread safety: observe() from any thread.
 class histogram {
 public:
-    static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                   0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                                   5,      10};
+    static constexpr std::array<double, 14> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
     void observe(double seconds);
     void render(std::string& out, const char* name, const char* help) const;
 
@@ -30,9 +29,9 @@ private:
 /// Thread safety: every method may be called from any thread.
 class metrics {
 public:
-    void request_done(int status);                       ///< clerk_proxy_requests_total{code}
-    void auth_decision(core::decision_kind kind);        ///< ..._auth_decisions_total{result}
-    void cache_lookup(core::cache_result r);             ///< ..._cache_lookups_total{result}
+    void request_done(int status);                 ///< clerk_proxy_requests_total{code}
+    void auth_decision(core::decision_kind kind);  ///< ..._auth_decisions_total{result}
+    void cache_lookup(core::cache_result r);       ///< ..._cache_lookups_total{result}
     /// clerk_proxy_clerk_requests_total{status}: an HTTP status, or 0 for a transport error /
     /// timeout (rendered as status="error"); `seconds` goes to the duration histogram.
     void clerk_request(int status, double seconds);

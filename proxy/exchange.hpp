@@ -1,0 +1,70 @@
+#pragma once
+// INTERNAL (Beast-heavy): include from proxy/*.cpp only.
+//
+// One request/response on a downstream connection: the state the session phases and the relay
+// share. Lives in the session coroutine's frame for the duration of one request.
+#include "core/path_normalizer.hpp"
+#include "core/verification_cache.hpp"
+#include "proxy/any_stream.hpp"
+#include "proxy/connection_registry.hpp"
+#include "proxy/message_rules.hpp"
+#include "proxy/runtime.hpp"
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace clerk::proxy {
+
+namespace http = boost::beast::http;
+
+/// Bounded body buffer: request and response bodies move through it in chunks of this size,
+/// which (with the parsers' header limits) bounds a connection's memory whatever the body size.
+inline constexpr std::size_t body_chunk_bytes = 64 * 1024;
+
+struct exchange {
+    exchange(any_stream& c, beast::flat_buffer& b, http::request_parser<http::buffer_body>& p,
+             const runtime& r, const connection_registry& reg, std::string_view peer, bool tls)
+        : client(c),
+          client_buffer(b),
+          parser(p),
+          rt(r),
+          registry(reg),
+          peer_ip(peer),
+          downstream_tls(tls) {}
+    // --- the downstream side (owned by the session)
+    any_stream& client;
+    beast::flat_buffer& client_buffer;
+    http::request_parser<http::buffer_body>& parser;
+    const runtime& rt;
+    const connection_registry& registry;
+    std::string_view peer_ip;
+    bool downstream_tls = false;
+
+    // --- what the session learned about the request
+    std::chrono::steady_clock::time_point start;
+    std::string request_id;
+    std::string method;
+    core::normalized_target target;
+    request_framing framing;
+    std::shared_ptr<const core::identity> id;  ///< set when authenticated
+    std::optional<core::token_type> token_type;
+    std::optional<core::cache_result> cache;
+    bool keep_alive = true;  ///< the client may send another request after this one
+
+    // --- the outcome
+    int status = 0;
+    std::uint64_t bytes = 0;  ///< response body bytes written to the client
+    std::optional<double> upstream_ms;
+    bool response_started = false;  ///< a response head went out: no problem response possible
+    bool body_consumed = false;     ///< the request body was read completely
+    bool client_failed = false;     ///< the client stream broke: close without writing
+};
+
+}  // namespace clerk::proxy

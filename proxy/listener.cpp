@@ -1,0 +1,107 @@
+#include "proxy/listener.hpp"
+
+// GCC 12 reports a false "potential null pointer dereference" inside asio's strand
+// implementation (shared_ptr<strand_impl>::get) when make_strand is inlined at -O2.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#endif
+
+#include "proxy/logging.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace clerk::proxy {
+namespace {
+
+using boost::system::error_code;
+using tcp = net::ip::tcp;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+}  // namespace
+
+std::string to_string(const tcp::endpoint& ep) {
+    const auto addr = ep.address();
+    const std::string host = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+    return host + ":" + std::to_string(ep.port());
+}
+
+std::unique_ptr<listener> listener::bind(net::any_io_executor exec,
+                                         const config::listen_address& addr, std::string& error) {
+    const auto fail = [&](const error_code& ec) {
+        error = "cannot listen on " + addr.text + ": " + ec.message();
+        return nullptr;
+    };
+    error_code ec;
+    tcp::endpoint ep;
+    const auto ip = net::ip::make_address(addr.host, ec);
+    if (!ec) {
+        ep = tcp::endpoint(ip, addr.port);
+    } else {
+        // A host name ("localhost"): the first address it resolves to.
+        tcp::resolver resolver(exec);
+        const auto results = resolver.resolve(addr.host, std::to_string(addr.port), ec);
+        if (ec || results.empty()) {
+            return fail(ec ? ec : net::error::host_not_found);
+        }
+        ep = results.begin()->endpoint();
+    }
+    tcp::acceptor acceptor(net::make_strand(exec));
+    acceptor.open(ep.protocol(), ec);
+    if (ec) {
+        return fail(ec);
+    }
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    acceptor.bind(ep, ec);
+    if (ec) {
+        return fail(ec);
+    }
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+        return fail(ec);
+    }
+    return std::make_unique<listener>(std::move(exec), std::move(acceptor));
+}
+
+listener::listener(net::any_io_executor exec, tcp::acceptor acceptor)
+    : exec_(std::move(exec)),
+      acceptor_(std::move(acceptor)),
+      endpoint_(acceptor_.local_endpoint()) {}
+
+net::awaitable<void> listener::run(accept_handler on_accept) {
+    auto log = get_logger("listener");
+    auto last_warning = std::chrono::steady_clock::time_point{};
+    for (;;) {
+        auto [ec, socket] = co_await acceptor_.async_accept(net::make_strand(exec_), use_tuple);
+        if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+            co_return;
+        }
+        if (ec) {
+            // Out of descriptors or a connection reset before accept: pause instead of spinning,
+            // and say so at most once a second.
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_warning > std::chrono::seconds(1)) {
+                log->warn("accept on {} failed: {}", to_string(endpoint_), ec.message());
+                last_warning = now;
+            }
+            const auto executor = co_await net::this_coro::executor;
+            net::steady_timer pause(executor, std::chrono::milliseconds(50));
+            co_await pause.async_wait(use_tuple);
+            continue;
+        }
+        on_accept(std::move(socket));
+    }
+}
+
+void listener::close() {
+    net::post(acceptor_.get_executor(), [this] {
+        error_code ec;
+        acceptor_.close(ec);
+    });
+}
+
+}  // namespace clerk::proxy

@@ -1,0 +1,70 @@
+#pragma once
+// The HTTP message rules of the data path (DESIGN.md §5), as functions over Beast header
+// containers so that they are tested without sockets: request framing checks (smuggling), the
+// request id, and the header rewrite in both directions.
+//
+// Includes <boost/beast/http/fields.hpp>: include this header from .cpp files only.
+#include "core/auth_decision.hpp"
+#include "core/header_rules.hpp"
+#include "core/identity.hpp"
+
+#include <boost/beast/http/fields.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace clerk::proxy {
+
+/// How a request's body is framed, once the head has been validated.
+struct request_framing {
+    bool chunked = false;
+    std::optional<std::uint64_t> content_length;  ///< set iff Content-Length was given
+    bool has_body() const { return chunked || (content_length && *content_length > 0); }
+};
+
+/// Validates the framing and routing headers of a parsed request head (RFC 9112 §6, §3.2):
+/// Content-Length together with Transfer-Encoding, a Content-Length that is not one decimal
+/// number (duplicates must agree), Transfer-Encoding other than exactly `chunked`, a missing
+/// (HTTP/1.1) or repeated Host -> bad_request with a static reason. A Content-Length above
+/// `max_body_bytes` (0 = unlimited) -> body_too_large. `version` is 10 or 11.
+core::auth_decision check_request_framing(const boost::beast::http::fields& h, unsigned version,
+                                          std::uint64_t max_body_bytes, request_framing& out);
+
+/// True for a client X-Request-Id worth keeping: 1..128 chars of [A-Za-z0-9._-].
+bool is_sane_request_id(std::string_view id);
+
+/// 16 random bytes as 32 lower-case hex characters. Thread safety: any thread.
+std::string generate_request_id();
+
+/// The client's X-Request-Id when there is exactly one and it is sane, else a new one.
+std::string request_id_for(const boost::beast::http::fields& h);
+
+/// Everything the request rewrite needs besides the incoming headers.
+struct forward_params {
+    const core::header_rules* rules = nullptr;
+    const core::identity* id = nullptr;  ///< nullptr: not authenticated (auth: none)
+    bool forward_authorization = false;
+    bool preserve_host = true;
+    std::string_view upstream_host;  ///< Host when !preserve_host (or the client sent none)
+    std::string_view peer_ip;        ///< appended to X-Forwarded-For
+    bool downstream_tls = false;     ///< X-Forwarded-Proto https/http
+    std::string_view request_id;
+};
+
+/// Builds the upstream request headers from the client's: drops hop-by-hop headers, those named
+/// in Connection, every identity header (all routes, auth: none included), Content-Length and
+/// Transfer-Encoding (the caller sets the framing), and Authorization unless forwarded; then
+/// adds the verified identity headers, X-Forwarded-For (appended), X-Forwarded-Proto,
+/// X-Forwarded-Host (the client's Host), Host and X-Request-Id.
+void rewrite_request_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
+                             const forward_params& p);
+
+/// Builds the client response headers from the upstream's: drops hop-by-hop headers and those
+/// named in Connection, Content-Length and Transfer-Encoding (the caller sets the framing), and
+/// sets X-Request-Id.
+void rewrite_response_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
+                              std::string_view request_id);
+
+}  // namespace clerk::proxy

@@ -1,0 +1,441 @@
+#include "proxy/relay.hpp"
+
+#include "proxy/logging.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <array>
+
+namespace clerk::proxy {
+namespace {
+
+using boost::system::error_code;
+using clock = std::chrono::steady_clock;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+/// RFC 9110 §9.2.2. Only these may be sent again after the upstream may have seen them.
+bool is_idempotent(std::string_view m) {
+    static constexpr std::array<std::string_view, 6> idempotent{"GET", "HEAD",   "OPTIONS",
+                                                                "PUT", "DELETE", "TRACE"};
+    return std::find(idempotent.begin(), idempotent.end(), m) != idempotent.end();
+}
+
+/// A parse error (the peer sent bytes that are not HTTP) as opposed to a transport outcome.
+/// end_of_stream and partial_message are in the HTTP category but mean "the peer went away".
+bool is_parse_error(const error_code& ec) {
+    return ec.category() == http::make_error_code(http::error::bad_version).category() &&
+           ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
+double ms_since(clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(clock::now() - t).count();
+}
+
+enum class step { ok, retry, fail };
+
+/// One forwarded exchange. Phases are short coroutines run in order by run(); `failure_` says
+/// what to answer when a phase returns step::fail before the response started.
+class relay {
+public:
+    relay(exchange& ex, upstream_pool& pool, metrics& m)
+        : ex_(ex), pool_(pool), m_(m), cfg_(*ex.rt.cfg), log_(get_logger("upstream")) {}
+
+    net::awaitable<core::auth_decision> run() {
+        build_request_head();
+        chunk_ = std::make_unique<char[]>(body_chunk_bytes);
+        started_ = clock::now();
+        for (int attempt = 0;; ++attempt) {
+            const error_code ec = co_await pool_.acquire(conn_, attempt > 0);
+            if (ec) {
+                log_->warn("[r{}] upstream connect failed: {}", ex_.request_id, ec.message());
+                co_return core::auth_decision{
+                    core::decision_kind::upstream_unavailable,
+                    ec == beast::error::timeout ? "connect_timeout" : "connect_failed"};
+            }
+            up_buffer_.clear();
+            req_sr_.emplace(req_);
+            const step s = co_await exchange_once();
+            if (s == step::ok) {
+                co_return core::auth_decision{};
+            }
+            const bool reused = conn_.reused;
+            discard_upstream();
+            if (s == step::retry && attempt == 0 && reused) {
+                log_->debug("[r{}] pooled upstream connection was closed; retrying on a new one",
+                            ex_.request_id);
+                continue;
+            }
+            if (s == step::retry) {
+                failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
+            }
+            co_return failure_;
+        }
+    }
+
+private:
+    // --- phase: the upstream request head (target, rewritten headers, framing)
+    void build_request_head() {
+        const auto& in = ex_.parser.get();
+        req_.method_string(in.method_string());
+        std::string target = cfg_.upstream.base_path + ex_.target.path;
+        if (ex_.target.has_query) {
+            target += '?';
+            target += ex_.target.query;
+        }
+        req_.target(target);
+        req_.version(11);
+        forward_params fp;
+        fp.rules = &ex_.rt.rules;
+        fp.id = ex_.id.get();
+        fp.forward_authorization = cfg_.auth.forward_authorization;
+        fp.preserve_host = cfg_.upstream.preserve_host;
+        fp.upstream_host = cfg_.upstream.host_header;
+        fp.peer_ip = ex_.peer_ip;
+        fp.downstream_tls = ex_.downstream_tls;
+        fp.request_id = ex_.request_id;
+        rewrite_request_headers(in, req_, fp);
+        if (ex_.framing.chunked) {
+            req_.chunked(true);
+        } else if (ex_.framing.content_length) {
+            req_.content_length(*ex_.framing.content_length);
+        }
+        const auto expect = in[http::field::expect];
+        expect_continue_ = ex_.framing.has_body() && beast::iequals(expect, "100-continue");
+    }
+
+    net::awaitable<step> exchange_once() {
+        if (auto s = co_await send_head(); s != step::ok) {
+            co_return s;
+        }
+        if (expect_continue_) {
+            if (auto s = co_await await_continue(); s != step::ok) {
+                co_return s;
+            }
+        }
+        if (!early_final_ && ex_.framing.has_body()) {
+            if (auto s = co_await send_body(); s != step::ok) {
+                co_return s;
+            }
+        }
+        if (!early_final_) {
+            if (auto s = co_await read_response_head(); s != step::ok) {
+                co_return s;
+            }
+        }
+        co_await send_response();
+        co_return step::ok;
+    }
+
+    // --- phase: send the head (and an empty body) upstream
+    net::awaitable<step> send_head() {
+        auto& up = *conn_.stream;
+        up.expires_after(cfg_.upstream.timeout);
+        error_code ec;
+        if (ex_.framing.has_body()) {
+            std::tie(ec, std::ignore) = co_await http::async_write_header(up, *req_sr_, use_tuple);
+        } else {
+            req_.body().data = nullptr;
+            req_.body().size = 0;
+            req_.body().more = false;
+            std::tie(ec, std::ignore) = co_await http::async_write(up, *req_sr_, use_tuple);
+        }
+        if (ec) {
+            // Nothing of the client's body was consumed and the upstream cannot have a complete
+            // request: sending it again on a fresh connection is safe for any method.
+            failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
+            co_return conn_.reused ? step::retry : step::fail;
+        }
+        co_return step::ok;
+    }
+
+    // --- phase: Expect: 100-continue. The upstream gets a moment to answer 100 (relayed) or a
+    // final status (relayed; the body is never read). A silent upstream is treated as a 100
+    // (RFC 9110 §10.1.1 lets a client proceed after a while; the proxy does it on its behalf).
+    net::awaitable<step> await_continue() {
+        using namespace net::experimental::awaitable_operators;
+        auto& up = *conn_.stream;
+        const auto executor = co_await net::this_coro::executor;
+        net::steady_timer timer(
+            executor, std::min<clock::duration>(std::chrono::seconds(1), cfg_.upstream.timeout));
+        auto r = co_await (up.async_wait_readable(use_tuple) || timer.async_wait(use_tuple));
+        if (r.index() == 0) {
+            res_parser_.emplace();
+            prepare_response_parser();
+            up.expires_after(cfg_.upstream.timeout);
+            auto [ec, n] =
+                co_await http::async_read_header(up, up_buffer_, *res_parser_, use_tuple);
+            if (ec) {
+                failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
+                co_return conn_.reused ? step::retry : step::fail;
+            }
+            const int st = res_parser_->get().result_int();
+            if (st >= 200) {
+                early_final_ = true;
+                note_response_head();
+                co_return step::ok;
+            }
+            res_parser_.reset();
+        }
+        ex_.client.expires_after(cfg_.limits.idle_timeout);
+        static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [ec, n] = co_await net::async_write(ex_.client, net::buffer(cont), use_tuple);
+        if (ec) {
+            ex_.client_failed = true;
+            failure_ = {core::decision_kind::bad_request, "client_closed"};
+            co_return step::fail;
+        }
+        co_return step::ok;
+    }
+
+    // --- phase: stream the request body client -> upstream in bounded chunks
+    net::awaitable<step> send_body() {
+        auto& p = ex_.parser;
+        auto& up = *conn_.stream;
+        const std::uint64_t limit = cfg_.limits.max_body_bytes;
+        std::uint64_t total = 0;
+        while (!p.is_done()) {
+            p.get().body().data = chunk_.get();
+            p.get().body().size = body_chunk_bytes;
+            ex_.client.expires_after(cfg_.limits.idle_timeout);
+            auto [ec, n] =
+                co_await http::async_read_some(ex_.client, ex_.client_buffer, p, use_tuple);
+            if (ec == http::error::need_buffer) {
+                ec = {};
+            }
+            if (ec) {
+                // A malformed chunk still gets an answer; a broken connection cannot.
+                ex_.client_failed = !is_parse_error(ec);
+                failure_ = {core::decision_kind::bad_request, "invalid_body"};
+                co_return step::fail;
+            }
+            const std::size_t got = body_chunk_bytes - p.get().body().size;
+            total += got;
+            if (limit > 0 && total > limit) {
+                failure_ = {core::decision_kind::body_too_large, ""};
+                co_return step::fail;
+            }
+            if (got == 0) {
+                continue;
+            }
+            req_.body().data = chunk_.get();
+            req_.body().size = got;
+            req_.body().more = true;
+            up.expires_after(cfg_.upstream.timeout);
+            auto [wec, wn] = co_await http::async_write(up, *req_sr_, use_tuple);
+            if (wec && wec != http::error::need_buffer) {
+                failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
+                co_return step::fail;
+            }
+        }
+        ex_.body_consumed = true;
+        req_.body().data = nullptr;
+        req_.body().size = 0;
+        req_.body().more = false;
+        up.expires_after(cfg_.upstream.timeout);
+        auto [ec, n] = co_await http::async_write(up, *req_sr_, use_tuple);
+        if (ec) {
+            failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
+            co_return step::fail;
+        }
+        co_return step::ok;
+    }
+
+    void prepare_response_parser() {
+        res_parser_->header_limit(64 * 1024);
+        res_parser_->body_limit(boost::none);
+        if (ex_.method == "HEAD") {
+            res_parser_->skip(true);
+        }
+    }
+
+    void note_response_head() {
+        ex_.upstream_ms = ms_since(started_);
+        m_.upstream_duration(*ex_.upstream_ms / 1000.0);
+    }
+
+    // --- phase: wait for the response head (upstream.timeout), skipping interim responses
+    net::awaitable<step> read_response_head() {
+        auto& up = *conn_.stream;
+        for (;;) {
+            res_parser_.emplace();
+            prepare_response_parser();
+            up.expires_after(cfg_.upstream.timeout);
+            auto [ec, n] =
+                co_await http::async_read_header(up, up_buffer_, *res_parser_, use_tuple);
+            if (ec == beast::error::timeout) {
+                failure_ = {core::decision_kind::upstream_timeout, ""};
+                co_return step::fail;
+            }
+            if (ec) {
+                // A reused connection that the upstream closed before answering: the request may
+                // or may not have been processed, so only idempotent requests without a body
+                // (nothing consumed from the client) are sent again.
+                const bool invalid = is_parse_error(ec);
+                failure_ = {core::decision_kind::upstream_unavailable,
+                            invalid ? "invalid_response" : "upstream_closed"};
+                const bool can_retry = conn_.reused && !invalid && !ex_.framing.has_body() &&
+                                       up_buffer_.size() == 0 && is_idempotent(ex_.method);
+                co_return can_retry ? step::retry : step::fail;
+            }
+            const int st = res_parser_->get().result_int();
+            if (st == 101) {
+                failure_ = {core::decision_kind::upstream_unavailable, "upgrade_not_supported"};
+                co_return step::fail;
+            }
+            if (st >= 200) {
+                break;
+            }
+        }
+        note_response_head();
+        co_return step::ok;
+    }
+
+    // --- phase: relay the response upstream -> client
+    net::awaitable<void> send_response() {
+        auto& rp = *res_parser_;
+        const auto& up_res = rp.get();
+        const int st = up_res.result_int();
+        const unsigned client_version = ex_.parser.get().version() == 10 ? 10 : 11;
+
+        http::response<http::buffer_body> res;
+        res.result(static_cast<unsigned>(st));
+        res.reason(up_res.reason());
+        res.version(client_version);
+        rewrite_response_headers(up_res, res, ex_.request_id);
+
+        bool keep = ex_.keep_alive && !ex_.registry.draining() &&
+                    (!ex_.framing.has_body() || ex_.body_consumed);
+        const bool no_body = ex_.method == "HEAD" || st == 204 || st == 304;
+        if (no_body) {
+            // HEAD and 304 keep the length the upstream announced for the representation.
+            const auto cl = up_res.find(http::field::content_length);
+            if (cl != up_res.end() && st != 204) {
+                res.set(http::field::content_length, cl->value());
+            }
+        } else if (const auto len = rp.content_length()) {
+            res.content_length(*len);
+        } else if (client_version >= 11) {
+            res.chunked(true);
+        } else {
+            keep = false;  // close-delimited body for an HTTP/1.0 client
+        }
+        res.keep_alive(keep);
+        ex_.keep_alive = keep;
+        ex_.status = st;
+        ex_.response_started = true;
+
+        // The upstream connection goes back to the pool as soon as its response has been read
+        // completely, before the last bytes are written to the client: a client that sends its
+        // next request on another connection right away then finds it there.
+        if (no_body) {
+            release_if_done();
+        }
+        http::response_serializer<http::buffer_body> sr{res};
+        ex_.client.expires_after(cfg_.limits.idle_timeout);
+        auto [ec, n] = co_await http::async_write_header(ex_.client, sr, use_tuple);
+        if (ec) {
+            ex_.client_failed = true;
+            discard_upstream();
+            co_return;
+        }
+        if (no_body) {
+            co_return;
+        }
+
+        auto& up = *conn_.stream;
+        while (!rp.is_done()) {
+            rp.get().body().data = chunk_.get();
+            rp.get().body().size = body_chunk_bytes;
+            up.expires_after(cfg_.upstream.timeout);
+            auto [rec, rn] = co_await http::async_read_some(up, up_buffer_, rp, use_tuple);
+            if (rec && rec != http::error::need_buffer) {
+                // The upstream broke mid-body: the client cannot be told, only cut off.
+                log_->warn("[r{}] upstream response body incomplete: {}", ex_.request_id,
+                           rec.message());
+                ex_.client_failed = true;
+                discard_upstream();
+                co_return;
+            }
+            const std::size_t got = body_chunk_bytes - rp.get().body().size;
+            if (rp.is_done()) {
+                release_if_done();
+            }
+            if (got == 0) {
+                continue;
+            }
+            res.body().data = chunk_.get();
+            res.body().size = got;
+            res.body().more = true;
+            ex_.client.expires_after(cfg_.limits.idle_timeout);
+            auto [wec, wn] = co_await http::async_write(ex_.client, sr, use_tuple);
+            if (wec && wec != http::error::need_buffer) {
+                ex_.client_failed = true;
+                discard_upstream();
+                co_return;
+            }
+            ex_.bytes += got;
+        }
+        res.body().data = nullptr;
+        res.body().size = 0;
+        res.body().more = false;
+        release_if_done();
+        auto [fec, fn] = co_await http::async_write(ex_.client, sr, use_tuple);
+        if (fec) {
+            ex_.client_failed = true;
+        }
+    }
+
+    /// Pools the upstream connection when its exchange is complete and it may be reused:
+    /// response read to the end, upstream keep-alive, and our request sent completely.
+    void release_if_done() {
+        const auto& rp = *res_parser_;
+        finish_upstream(rp.is_done() && rp.keep_alive() && !early_final_ &&
+                        (!ex_.framing.has_body() || ex_.body_consumed));
+    }
+
+    void finish_upstream(bool reusable) {
+        if (!conn_.stream) {
+            return;
+        }
+        if (reusable) {
+            pool_.release(std::move(conn_.stream));
+        } else {
+            conn_.stream->close();
+        }
+        conn_.stream.reset();
+    }
+    void discard_upstream() { finish_upstream(false); }
+
+    exchange& ex_;
+    upstream_pool& pool_;
+    metrics& m_;
+    const config::config& cfg_;
+    std::shared_ptr<spdlog::logger> log_;
+    upstream_pool::connection conn_;
+    http::request<http::buffer_body> req_;
+    std::optional<http::request_serializer<http::buffer_body>> req_sr_;
+    beast::flat_buffer up_buffer_;
+    std::optional<http::response_parser<http::buffer_body>> res_parser_;
+    std::unique_ptr<char[]> chunk_;
+    core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};
+    clock::time_point started_;
+    bool expect_continue_ = false;
+    bool early_final_ = false;
+};
+
+}  // namespace
+
+net::awaitable<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
+    relay r(ex, pool, m);
+    co_return co_await r.run();
+}
+
+}  // namespace clerk::proxy

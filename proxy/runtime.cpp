@@ -1,0 +1,68 @@
+#include "proxy/runtime.hpp"
+
+#include "proxy/auth_factory.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/upstream_pool.hpp"
+
+namespace clerk::proxy {
+namespace {
+
+bool same_clerk_identity(const config::config& a, const config::config& b) {
+    return a.clerk.secret_key == b.clerk.secret_key &&
+           a.clerk.machine_secret_key == b.clerk.machine_secret_key &&
+           a.clerk.api_url == b.clerk.api_url;
+}
+
+bool same_cache_settings(const config::cache_config& a, const config::cache_config& b) {
+    return a.max_entries == b.max_entries && a.ttl == b.ttl && a.negative_ttl == b.negative_ttl &&
+           a.stale_if_error == b.stale_if_error;
+}
+
+}  // namespace
+
+std::shared_ptr<const runtime> build_runtime(net::any_io_executor exec,
+                                             std::shared_ptr<const config::config> cfg,
+                                             const runtime* previous, metrics& m,
+                                             std::vector<std::string>& errors) {
+    auto log = get_logger("config");
+
+    std::shared_ptr<upstream_pool> pool;
+    if (cfg->mode == config::proxy_mode::proxy) {
+        if (previous != nullptr && previous->upstream &&
+            previous->upstream->serves(cfg->upstream)) {
+            pool = previous->upstream;
+        } else {
+            std::string error;
+            pool = upstream_pool::create(exec, cfg->upstream, error);
+            if (!pool) {
+                errors.push_back(error);
+                return nullptr;
+            }
+        }
+    }
+
+    // A verification result is only as good as the credentials and the Clerk instance that
+    // produced it: a key or API change invalidates the cache, nothing else does.
+    std::shared_ptr<core::verification_cache> cache;
+    if (previous != nullptr && same_clerk_identity(*previous->cfg, *cfg) &&
+        same_cache_settings(previous->cfg->cache, cfg->cache)) {
+        cache = previous->cache;
+    } else {
+        if (previous != nullptr) {
+            log->info("verification cache reset (clerk keys, api_url or cache settings changed)");
+        }
+        core::cache_options opts;
+        opts.max_entries = cfg->cache.max_entries;
+        opts.ttl = cfg->cache.ttl;
+        opts.negative_ttl = cfg->cache.negative_ttl;
+        opts.stale_if_error = cfg->cache.stale_if_error;
+        cache = std::make_shared<core::verification_cache>(opts, core::system_clock::instance());
+    }
+
+    auto auth = make_authenticator(exec, cfg, cache, m);
+    auto rt = std::make_shared<runtime>(runtime{
+        cfg, core::header_rules(cfg->headers), std::move(auth), std::move(cache), std::move(pool)});
+    return rt;
+}
+
+}  // namespace clerk::proxy

@@ -1,0 +1,362 @@
+#include "proxy/session.hpp"
+
+#include "core/problem.hpp"
+#include "core/request_decision.hpp"
+#include "proxy/access_log.hpp"
+#include "proxy/connection_registry.hpp"
+#include "proxy/exchange.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/relay.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <vector>
+
+namespace clerk::proxy {
+namespace {
+
+using boost::system::error_code;
+using clock = std::chrono::steady_clock;
+using tcp = net::ip::tcp;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+bool is_parse_error(const error_code& ec) {
+    return ec.category() == http::make_error_code(http::error::bad_version).category() &&
+           ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
+/// The whole verification may retry (clerk.retries) with backoff; the deadline bounds it so a
+/// Clerk outage costs a caller at most this long (userver-style deadline propagation).
+clock::duration auth_budget(const config::config& cfg) {
+    const auto attempts = static_cast<long>(std::max(cfg.clerk.retries, 0)) + 1;
+    const auto budget =
+        cfg.clerk.timeout * attempts + std::chrono::milliseconds(250) * (attempts - 1);
+    return std::min<clock::duration>(budget, std::chrono::seconds(30));
+}
+
+any_stream make_stream(tcp::socket socket, const session_env& env) {
+    if (env.tls) {
+        return any_stream(std::in_place_type<any_stream::tls_stream>, std::move(socket), *env.tls);
+    }
+    return any_stream(std::in_place_type<any_stream::tcp_stream>, std::move(socket));
+}
+
+class session {
+public:
+    session(tcp::socket socket, const session_env& env)
+        : env_(env), stream_(make_stream(std::move(socket), env)) {
+        error_code ec;
+        const auto ep = lowest().socket().remote_endpoint(ec);
+        if (!ec) {
+            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; upstreams expect a.b.c.d.
+            const auto addr = ep.address();
+            peer_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
+                           ? net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).to_string()
+                           : addr.to_string();
+        }
+    }
+
+    net::awaitable<void> run() {
+        accepted_ = clock::now();
+        // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
+        // initializer that contains a co_await (they can be destroyed twice).
+        const auto strand = co_await net::this_coro::executor;
+        connection_registry::entry e;
+        e.strand = strand;
+        e.close_if_idle = [this] { close_if_idle(); };
+        e.close_now = [this] { stream_.close(); };
+        id_ = env_.registry->add(std::move(e));
+        env_.m->connection_opened();
+        struct unregister {
+            session& s;
+            ~unregister() {
+                s.env_.registry->remove(s.id_);
+                s.env_.m->connection_closed();
+            }
+        } guard{*this};
+
+        if (!co_await handshake()) {
+            co_return;
+        }
+        for (bool first = true;; first = false) {
+            if (!co_await wait_for_request(first)) {
+                break;
+            }
+            // The snapshot this request runs under, whatever a reload does meanwhile.
+            const auto rt = env_.runtime->load();
+            http::request_parser<http::buffer_body> parser;
+            exchange ex{
+                stream_, buffer_, parser, *rt, *env_.registry, peer_ip_, env_.tls != nullptr};
+            ex.start = clock::now();
+            const auto wall_start = std::chrono::system_clock::now();
+            const bool keep = co_await serve(ex, first);
+            log_exchange(ex, wall_start);
+            if (!keep || ex.client_failed) {
+                break;
+            }
+        }
+        co_await close();
+    }
+
+    any_stream::tcp_stream& lowest() {
+        return stream_.tls() ? beast::get_lowest_layer(*stream_.tls()) : *stream_.tcp();
+    }
+
+private:
+    // --- phase: TLS handshake (within header_timeout)
+    net::awaitable<bool> handshake() {
+        auto* t = stream_.tls();
+        if (t == nullptr) {
+            co_return true;
+        }
+        stream_.expires_after(env_.runtime->load()->cfg->limits.header_timeout);
+        auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_tuple);
+        if (ec) {
+            get_logger("listener")->debug("[c{}] TLS handshake failed: {}", id_, ec.message());
+            co_return false;
+        }
+        co_return true;
+    }
+
+    // --- phase: idle until the first byte of the next request. A new connection has until
+    // header_timeout (counted from accept) for its whole head; a kept-alive one may idle for
+    // idle_timeout. Pipelined bytes already buffered skip the wait.
+    net::awaitable<bool> wait_for_request(bool first) {
+        const auto limits = env_.runtime->load()->cfg->limits;
+        idle_ = true;
+        if (env_.registry->draining()) {
+            co_return false;
+        }
+        if (buffer_.size() == 0) {
+            stream_.expires_after(first ? remaining(accepted_ + limits.header_timeout)
+                                        : clock::duration(limits.idle_timeout));
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), use_tuple);
+            if (ec) {
+                co_return false;
+            }
+            buffer_.commit(n);
+        }
+        idle_ = false;
+        head_deadline_ =
+            first ? accepted_ + limits.header_timeout : clock::now() + limits.header_timeout;
+        co_return true;
+    }
+
+    // --- the request script
+    net::awaitable<bool> serve(exchange& ex, bool) {
+        const auto& cfg = *ex.rt.cfg;
+        if (auto r = co_await read_head(ex); !r) {
+            co_return false;
+        }
+        ex.request_id = request_id_for(ex.parser.get());
+        ex.method = std::string(ex.parser.get().method_string());
+        ex.keep_alive = ex.parser.get().keep_alive() && !env_.registry->draining();
+
+        const auto framing = check_request_framing(ex.parser.get(), ex.parser.get().version(),
+                                                   cfg.limits.max_body_bytes, ex.framing);
+        if (!framing.allowed()) {
+            ex.keep_alive = false;  // the body's extent is unknown: the connection cannot continue
+            co_return co_await refuse(ex, framing);
+        }
+        ex.target = core::normalize_target(ex.parser.get().target());
+        if (ex.target.status != core::path_status::ok) {
+            co_return co_await refuse(
+                ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});
+        }
+        const auto decision = co_await authorize(ex);
+        if (!decision.allowed()) {
+            co_return co_await refuse(ex, decision);
+        }
+        if (!ex.rt.upstream) {
+            co_return co_await refuse(ex,
+                                      {core::decision_kind::upstream_unavailable, "no_upstream"});
+        }
+        const auto forwarded = co_await forward_request(ex, *ex.rt.upstream, *env_.m);
+        if (ex.client_failed) {
+            co_return false;
+        }
+        if (!forwarded.allowed()) {
+            co_return co_await refuse(ex, forwarded);
+        }
+        co_return ex.keep_alive && !env_.registry->draining();
+    }
+
+    // --- phase: read the request head (header_timeout, max_header_bytes)
+    net::awaitable<bool> read_head(exchange& ex) {
+        const auto& limits = ex.rt.cfg->limits;
+        ex.parser.header_limit(
+            static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
+        ex.parser.body_limit(boost::none);  // max_body_bytes is enforced by the session/relay
+        stream_.expires_after(remaining(head_deadline_));
+        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, ex.parser, use_tuple);
+        stream_.expires_never();
+        if (!ec) {
+            co_return true;
+        }
+        // Refusals before the head was understood: the rest of the stream is unknown, so the
+        // connection closes after the answer.
+        ex.keep_alive = false;
+        ex.request_id = generate_request_id();
+        if (ec == http::error::header_limit) {
+            co_await refuse(ex, {core::decision_kind::headers_too_large, ""});
+        } else if (is_parse_error(ec)) {
+            co_await refuse(ex, {core::decision_kind::bad_request, "malformed_request"});
+        }
+        // Otherwise: timeout (slowloris), reset or EOF: nothing useful can be sent.
+        co_return false;
+    }
+
+    // --- phase: route, token and policy (DESIGN.md §4; core decides, the authenticator verifies)
+    net::awaitable<core::auth_decision> authorize(exchange& ex) {
+        const auto& cfg = *ex.rt.cfg;
+        std::vector<std::string_view> authorization;
+        for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
+             ++it) {
+            authorization.push_back(it->value());
+        }
+        const auto pre = core::pre_authenticate(cfg.routes, cfg.auth.accepts, ex.method,
+                                                ex.target.path, authorization);
+        if (!pre.needs_verification) {
+            if (!pre.decision.allowed()) {
+                env_.m->auth_decision(pre.decision.kind);
+            }
+            co_return pre.decision;
+        }
+        ex.token_type = pre.cls.type;
+        const auto r =
+            co_await ex.rt.auth->authenticate(pre.token, pre.cls, clock::now() + auth_budget(cfg));
+        ex.cache = r.cache;
+        core::auth_decision d = r.decision;
+        if (d.allowed() && !r.id) {
+            d = {core::decision_kind::auth_unavailable, "no_identity"};  // fail closed
+        }
+        if (d.allowed()) {
+            ex.id = r.id;
+            ex.token_type = r.id->type;
+            d = core::post_authenticate(pre.matched, *r.id);
+        }
+        env_.m->auth_decision(d.kind);
+        co_return d;
+    }
+
+    // --- phase: answer with a DESIGN.md §6 problem (the only way the proxy refuses)
+    net::awaitable<bool> refuse(exchange& ex, core::auth_decision d) {
+        const auto spec = core::problem_for(d.kind);
+        const unsigned version =
+            ex.parser.is_header_done() && ex.parser.get().version() == 10 ? 10 : 11;
+        http::response<http::string_body> res{static_cast<http::status>(spec.status), version};
+        res.set(http::field::content_type, "application/json");
+        res.set("X-Request-Id", ex.request_id);
+        if (!spec.www_authenticate.empty()) {
+            res.set(http::field::www_authenticate, spec.www_authenticate);
+        }
+        if (!spec.retry_after.empty()) {
+            res.set(http::field::retry_after, spec.retry_after);
+        }
+        res.body() = core::problem_body(d.kind, d.reason, ex.request_id);
+        const bool body_pending = ex.framing.has_body() && !ex.body_consumed;
+        const bool keep = ex.keep_alive && !body_pending && !env_.registry->draining();
+        res.keep_alive(keep);
+        res.prepare_payload();
+        ex.status = spec.status;
+        ex.keep_alive = keep;
+        linger_ = !keep;
+
+        stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
+        http::response_serializer<http::string_body> sr{res};
+        error_code ec;
+        if (ex.method == "HEAD") {
+            std::tie(ec, std::ignore) = co_await http::async_write_header(stream_, sr, use_tuple);
+        } else {
+            std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, use_tuple);
+            ex.bytes = res.body().size();
+        }
+        if (ec) {
+            ex.client_failed = true;
+            co_return false;
+        }
+        co_return keep;
+    }
+
+    // --- phase: end of the connection. After a refusal the client may still be sending (a body
+    // we never read); closing at once would reset the connection and could destroy our answer in
+    // its receive buffer, so the send side is shut and input drained briefly (lingering close).
+    net::awaitable<void> close() {
+        if (auto* t = stream_.tls()) {
+            stream_.expires_after(std::chrono::milliseconds(250));
+            co_await t->async_shutdown(use_tuple);
+        } else if (linger_ && stream_.is_open()) {
+            stream_.shutdown_send();
+            stream_.expires_after(std::chrono::seconds(2));
+            std::array<char, 8192> sink{};
+            std::size_t drained = 0;
+            while (drained < 4 * 1024 * 1024) {
+                auto [ec, n] = co_await stream_.async_read_some(net::buffer(sink), use_tuple);
+                if (ec) {
+                    break;
+                }
+                drained += n;
+            }
+        }
+        stream_.close();
+    }
+
+    void close_if_idle() {
+        if (idle_) {
+            stream_.close();
+        }
+    }
+
+    void log_exchange(const exchange& ex, std::chrono::system_clock::time_point wall_start) {
+        if (ex.method.empty() && ex.status == 0) {
+            return;  // nothing was understood (e.g. a port probe)
+        }
+        if (ex.status != 0) {
+            env_.m->request_done(ex.status);
+        }
+        access_record r;
+        r.time = wall_start;
+        r.request_id = ex.request_id;
+        r.method = ex.method;
+        r.path = ex.target.status == core::path_status::ok ? ex.target.path : std::string();
+        r.status = ex.status;
+        r.duration_ms = std::chrono::duration<double, std::milli>(clock::now() - ex.start).count();
+        r.bytes = ex.bytes;
+        r.token_type = ex.token_type;
+        if (ex.id) {
+            r.subject = ex.id->subject;
+            r.token_id = ex.id->token_id;
+        }
+        r.cache = ex.cache;
+        r.upstream_ms = ex.upstream_ms;
+        log_access(ex.rt.cfg->log, r);
+    }
+
+    static clock::duration remaining(clock::time_point deadline) {
+        return std::max<clock::duration>(deadline - clock::now(), std::chrono::milliseconds(1));
+    }
+
+    const session_env& env_;
+    any_stream stream_;
+    beast::flat_buffer buffer_;
+    std::string peer_ip_;
+    std::uint64_t id_ = 0;
+    clock::time_point accepted_;
+    clock::time_point head_deadline_;
+    bool idle_ = true;
+    bool linger_ = false;
+};
+
+}  // namespace
+
+net::awaitable<void> run_session(tcp::socket socket, const session_env& env) {
+    session s(std::move(socket), env);
+    co_await s.run();
+}
+
+}  // namespace clerk::proxy

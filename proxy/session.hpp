@@ -1,0 +1,36 @@
+#pragma once
+// One downstream connection (STYLE.md §4, §5): a coroutine on its own strand that serves
+// HTTP/1.1 requests in order (keep-alive, pipelining) until the connection ends.
+#include "proxy/net.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
+namespace clerk::proxy {
+
+class connection_registry;
+class metrics;
+class runtime_holder;
+
+/// Process-wide collaborators of every session. Lifetime: outlives all sessions (owned by the
+/// server, which stops the io_context only after the registry is empty or force-closed).
+struct session_env {
+    runtime_holder* runtime = nullptr;
+    connection_registry* registry = nullptr;
+    metrics* m = nullptr;
+    std::shared_ptr<boost::asio::ssl::context> tls;  ///< terminate TLS when set
+};
+
+/// Serves `socket` (whose executor must be a strand) until the client closes, a limit or
+/// timeout ends it, or a drain closes it. Per request: read head (header_timeout, header limit)
+/// -> framing and path checks -> pre-auth -> authenticator -> route policy -> forward ->
+/// access log. Every refusal is rendered from core::problem_for. Never throws for network
+/// outcomes; anything else propagates to the co_spawn handler.
+net::awaitable<void> run_session(net::ip::tcp::socket socket, const session_env& env);
+
+}  // namespace clerk::proxy

@@ -1,0 +1,27 @@
+#pragma once
+// TLS contexts: the listener's (tls.cert_file/key_file) and the upstream client's
+// (peer and host-name verification by default, upstream.ca_file, tls_verify: false).
+#include "config/config.hpp"
+
+#include <memory>
+#include <string>
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
+namespace clerk::proxy {
+
+/// TLS 1.2+ server context from PEM files. nullptr and `error` set on failure. The context is
+/// immutable after creation and may be shared by all connections (OpenSSL SSL_CTX is
+/// thread-safe for that use).
+std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config::tls_config& cfg,
+                                                                   std::string& error);
+
+/// TLS 1.2+ client context for the upstream: system trust store plus upstream.ca_file, peer
+/// verification unless tls_verify is false. Host-name verification and SNI are per connection
+/// (upstream_pool). nullptr and `error` set on failure.
+std::shared_ptr<boost::asio::ssl::context> make_upstream_tls_context(
+    const config::upstream_config& cfg, std::string& error);
+
+}  // namespace clerk::proxy

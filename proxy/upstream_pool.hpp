@@ -1,0 +1,74 @@
+#pragma once
+// Keep-alive connections to the upstream (DESIGN.md §3 "upstream"): http, https (peer and
+// host-name verification, SNI) and unix: sockets.
+#include "config/config.hpp"
+#include "proxy/net.hpp"
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
+namespace clerk::proxy {
+
+class any_stream;  // proxy/any_stream.hpp
+
+/// A pool per upstream target. Thread safety: acquire() and release() may be called from any
+/// strand concurrently; a connection is owned by exactly one caller between acquire() and
+/// release(). Lifetime: shared by runtime snapshots whose upstream settings are equal.
+class upstream_pool {
+public:
+    /// nullptr and `error` set when the TLS context cannot be built (bad upstream.ca_file).
+    static std::shared_ptr<upstream_pool> create(net::any_io_executor exec,
+                                                 const config::upstream_config& cfg,
+                                                 std::string& error);
+    upstream_pool(net::any_io_executor exec, const config::upstream_config& cfg,
+                  std::shared_ptr<boost::asio::ssl::context> tls);
+    ~upstream_pool();
+    upstream_pool(const upstream_pool&) = delete;
+    upstream_pool& operator=(const upstream_pool&) = delete;
+
+    struct connection {
+        std::unique_ptr<any_stream> stream;
+        bool reused = false;  ///< came from the idle list (it may have been closed by the peer)
+    };
+
+    /// An idle connection that still looks alive (unless `fresh`), else a new one: resolve,
+    /// connect and TLS handshake within upstream.connect_timeout. On failure the error is
+    /// returned (beast::error::timeout for the timeout) and `out.stream` is null.
+    net::awaitable<boost::system::error_code> acquire(connection& out, bool fresh);
+
+    /// Returns a connection whose last exchange completed cleanly and may be reused. Beyond
+    /// max_idle_connections the oldest idle connection is closed.
+    void release(std::unique_ptr<any_stream> s);
+
+    /// Closes every idle connection (shutdown).
+    void close_idle();
+
+    /// True when `cfg` targets the same upstream with the same TLS settings (reload reuse).
+    bool serves(const config::upstream_config& cfg) const;
+
+    const config::upstream_config& settings() const { return cfg_; }
+
+private:
+    net::awaitable<boost::system::error_code> connect(connection& out);
+
+    struct idle_entry {
+        std::unique_ptr<any_stream> stream;
+        std::chrono::steady_clock::time_point since;
+    };
+    net::any_io_executor exec_;
+    config::upstream_config cfg_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
+    std::mutex mu_;
+    std::deque<idle_entry> idle_;  // back = most recently used
+};
+
+}  // namespace clerk::proxy

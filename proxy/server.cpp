@@ -23,10 +23,15 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <csignal>
 #include <exception>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -34,6 +39,21 @@ namespace clerk::proxy {
 namespace {
 
 using clock = std::chrono::steady_clock;
+
+/// How often the config file's content is compared with what was last loaded. Kubernetes
+/// updates a mounted ConfigMap by swapping a symlink; reading through the path sees the swap.
+constexpr auto config_poll_interval = std::chrono::seconds(1);
+
+/// The file's content, or nullopt when it cannot be read (mid-swap, removed).
+std::optional<std::string> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return std::nullopt;
+    }
+    std::ostringstream out;
+    out << in.rdbuf();
+    return std::move(out).str();
+}
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// Logs what escaped a coroutine (anything but an expected network outcome) and carries on:
@@ -67,6 +87,7 @@ public:
                                            : std::max(1U, std::thread::hardware_concurrency())),
           ioc_(static_cast<int>(threads_)),
           signals_(ioc_),
+          control_(net::make_strand(ioc_)),
           log_(get_logger("main")) {}
 
     int run() {
@@ -76,7 +97,9 @@ public:
         if (!start()) {
             return 1;
         }
-        net::co_spawn(ioc_, handle_signals(), log_exception("signals"));
+        // Signals and the file watcher share one strand, so reloads never run concurrently.
+        net::co_spawn(control_, handle_signals(), log_exception("signals"));
+        net::co_spawn(control_, watch_config_file(), log_exception("config watcher"));
         std::vector<std::thread> workers;
         for (unsigned i = 1; i < threads_; ++i) {
             workers.emplace_back([this] { ioc_.run(); });
@@ -97,6 +120,7 @@ private:
         signals_.add(SIGTERM);
         signals_.add(SIGINT);
         signals_.add(SIGHUP);
+        config_content_ = read_file(boot_cfg_->source_path);
         std::vector<std::string> errors;
         auto rt = build_runtime(ioc_.get_executor(), boot_cfg_, nullptr, metrics_, errors);
         if (!rt) {
@@ -180,14 +204,34 @@ private:
                 continue;
             }
             log_->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            stopping_ = true;
             co_await drain();
             co_return;
+        }
+    }
+
+    // --- config file watcher: a change of content reloads exactly as SIGHUP does
+    net::awaitable<void> watch_config_file() {
+        net::steady_timer timer(control_);
+        for (;;) {
+            timer.expires_after(config_poll_interval);
+            auto [ec] = co_await timer.async_wait(use_tuple);
+            if (ec || stopping_) {
+                co_return;
+            }
+            const auto content = read_file(runtime_.load()->cfg->source_path);
+            if (content && content != config_content_) {
+                get_logger("config")->info("config file content changed; reloading");
+                reload();
+            }
         }
     }
 
     void reload() {
         const auto old = runtime_.load();
         auto log = get_logger("config");
+        // Remember what this attempt read, so a broken file is retried only once it changes.
+        config_content_ = read_file(old->cfg->source_path);
         auto res = config::load_config_file(old->cfg->source_path);
         if (!res.ok()) {
             for (const auto& e : res.errors) {
@@ -265,6 +309,9 @@ private:
     unsigned threads_;
     net::io_context ioc_;
     net::signal_set signals_;
+    net::strand<net::io_context::executor_type> control_;  // signals, file watcher, reload
+    std::optional<std::string> config_content_;            // last content loaded (control_)
+    bool stopping_ = false;                                // set on control_
     std::shared_ptr<spdlog::logger> log_;
     metrics& metrics_ = metrics::global();
     runtime_holder runtime_;

@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
 #include <future>
+#include <thread>
 
 using namespace clerk::it;
 
@@ -173,4 +176,50 @@ TEST_CASE("a listen port in use is exit 1 with a one-line reason", "[it][lifecyc
     CHECK(p.output().find("cannot listen on 127.0.0.1:" + std::to_string(port)) !=
           std::string::npos);
     ::close(fd);
+}
+
+TEST_CASE("a config file swapped the way Kubernetes does it reloads with no failed request",
+          "[it][reload]") {
+    namespace fs = std::filesystem;
+    recording_upstream up;
+    temp_dir dir;
+    // kubelet's layout: proxy.yaml -> ..data/proxy.yaml, ..data -> ..<timestamp>/ (swapped by
+    // renaming a fresh symlink over ..data, which is atomic).
+    const auto root = dir.path();
+    fs::create_directory(root / "..v1");
+    fs::create_directory(root / "..v2");
+    dir.write("..v1/proxy.yaml", basic_config(up.url()));
+    dir.write("..v2/proxy.yaml", basic_config(up.url(), "  - path: /new/*\n    auth: none\n"));
+    fs::create_directory_symlink("..v1", root / "..data");
+    fs::create_symlink("..data/proxy.yaml", root / "proxy.yaml");
+
+    process p(CLERK_PROXY_BIN, {"--config", (root / "proxy.yaml").string()});
+    const auto m = p.wait_for_line(std::regex(R"re("msg":"listening on 127\.0\.0\.1:(\d+)")re"));
+    REQUIRE(m);
+    const auto port = static_cast<std::uint16_t>(std::stoi((*m)[1]));
+    http_client c(port);
+    CHECK(c.get("/new/x").status == 401);
+
+    // Requests keep flowing on another connection while the file is swapped.
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0}, failed{0};
+    std::thread traffic([&] {
+        http_client t(port);
+        while (!stop) {
+            (t.get("/open/x").status == 200 ? ok : failed)++;
+        }
+    });
+    const auto from = p.line_count();
+    fs::create_directory_symlink("..v2", root / "..data_tmp");
+    fs::rename(root / "..data_tmp", root / "..data");
+    const bool reloaded =
+        p.wait_for_line(std::regex("configuration reloaded"), 10s, from).has_value();
+    stop = true;
+    traffic.join();
+    REQUIRE(reloaded);
+    CHECK(c.get("/new/x").status == 200);  // same connection, new snapshot
+    CHECK(ok > 0);
+    CHECK(failed == 0);
+    p.signal(SIGTERM);
+    CHECK(p.wait_exit(20s) == 0);
 }

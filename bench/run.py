@@ -427,6 +427,8 @@ if bad:
 
 
 def main():
+    # SIGTERM/SIGINT unwind through the finally below, so no process is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench()
     try:
         b.run()

@@ -93,6 +93,10 @@ net::awaitable<void> listener::run(accept_handler on_accept) {
             co_await pause.async_wait(use_tuple);
             continue;
         }
+        // A response leaves as a head write and a body write: without TCP_NODELAY, Nagle holds
+        // the second one until the client's delayed ACK (about 40 ms on Linux).
+        error_code nodelay_ec;
+        socket.set_option(net::ip::tcp::no_delay(true), nodelay_ec);
         on_accept(std::move(socket));
     }
 }

@@ -11,6 +11,7 @@
 #include "proxy/clerk_flight.hpp"
 #include "proxy/clerk_verifier.hpp"
 #include "proxy/jwks.hpp"
+#include "proxy/logging.hpp"
 
 #include <openssl/crypto.h>
 #include <boost/asio/strand.hpp>
@@ -218,6 +219,13 @@ std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
                                                   std::shared_ptr<const config::config> cfg,
                                                   std::shared_ptr<core::verification_cache> cache,
                                                   metrics& m) {
+    if (cfg->auth.accepts.accepts(core::token_type::m2m_token) && cfg->clerk.jwt_key.empty() &&
+        cfg->clerk.secret_key.empty()) {
+        get_logger("auth")->warn(
+            "M2M tokens in JWT format will be refused (reason jwt_not_supported): their keys "
+            "come from clerk.jwt_key or from the JWKS fetched with clerk.secret_key, and neither "
+            "is set");
+    }
     auto api = make_clerk_client(exec, cfg->clerk);
     return make_clerk_authenticator(std::move(exec), std::move(cfg), std::move(cache), m,
                                     std::move(api), core::system_clock::instance());

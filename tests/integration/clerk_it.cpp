@@ -473,6 +473,22 @@ TEST_CASE("revocation is visible once the cache entry expires", "[it][clerk]") {
     check_no_token_in(proxy.proc().output(), {token});
 }
 
+TEST_CASE("with no JWT key source, M2M JWTs get a clear 401 and a start-up warning",
+          "[it][clerk][jwt]") {
+    clerk_env env;
+    proxy_process proxy(
+        env.dir, clerk_config(env.up.url(), env.emu.url(),
+                              "  machine_secret_key: \"" + env.b().secret_key + "\"\n", {}, false));
+    CHECK(proxy.proc().wait_for_line(std::regex("jwt_not_supported"), 5s));
+    http_client c(proxy.port());
+    const std::string jwt = env.knobs.mint(env.c_id, {{"token_format", "jwt"}})["token"];
+    const auto r = c.get("/api/x", bearer(jwt));
+    CHECK(r.status == 401);
+    CHECK(r.body == problem(r, "invalid_token", "jwt_not_supported"));
+    CHECK(env.up.requests().empty());
+    CHECK(env.knobs.verify_calls() == 0);
+}
+
 TEST_CASE("M2M JWTs are verified locally against the JWKS", "[it][clerk][jwt]") {
     clerk_env env;
     proxy_process proxy(env.dir, clerk_config(env.up.url(), env.emu.url()));

@@ -203,8 +203,10 @@ private:
                 reload();
                 continue;
             }
-            log_->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            // Not ready any more before anyone (a test, the kubelet) can read that we drain.
             stopping_ = true;
+            admin_state_.ready.store(false, std::memory_order_release);
+            log_->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             co_await drain();
             co_return;
         }

@@ -132,7 +132,7 @@ TEST_CASE("SIGTERM drains: in-flight request completes, readyz 503, exit 0", "[i
     CHECK(proxy.proc().wait_exit(10s) == 0);
 }
 
-TEST_CASE("SIGHUP reloads routes; a broken config keeps the old one", "[it][reload]") {
+TEST_CASE("SIGHUP reloads routes, and a broken config keeps the old one", "[it][reload]") {
     recording_upstream up;
     temp_dir dir;
     proxy_process proxy(dir, basic_config(up.url()));

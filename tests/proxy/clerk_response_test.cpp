@@ -196,7 +196,7 @@ TEST_CASE("429 carries Retry-After", "[clerk_response]") {
     CHECK_FALSE(date.retry_after);
 }
 
-TEST_CASE("5xx retry; other statuses are unexpected", "[clerk_response]") {
+TEST_CASE("5xx retry, other statuses are unexpected", "[clerk_response]") {
     for (int s : {500, 502, 503, 504, 599}) {
         CHECK(map_verify_response(s, "", valid_body, now).kind == clerk_outcome_kind::retryable);
     }

@@ -50,7 +50,7 @@ std::string code_of(const emu::api_response& res) {
 
 }  // namespace
 
-TEST_CASE("create then verify an opaque token; scoping and errors", "[emulator]") {
+TEST_CASE("create then verify an opaque token, scoping and errors", "[emulator]") {
     fixture f;
     const json t = f.create(f.a_key, {{"seconds_until_expiration", 60}, {"claims", {{"k", 1}}}});
     CHECK(t["object"] == "machine_to_machine_token");

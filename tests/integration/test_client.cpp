@@ -1,6 +1,7 @@
 // The blocking test client of harness.hpp: Beast on a private io_context; every operation runs
 // the context until it completes, bounded by the stream's own deadline.
 #include "harness.hpp"
+#include "sha256_stream.hpp"
 
 #include "proxy/any_stream.hpp"
 
@@ -48,30 +49,6 @@ std::string lower(std::string_view s) {
     }
     return out;
 }
-
-class hasher {
-public:
-    hasher() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-    ~hasher() { EVP_MD_CTX_free(ctx_); }
-    hasher(const hasher&) = delete;
-    hasher& operator=(const hasher&) = delete;
-    void update(const void* d, std::size_t n) { EVP_DigestUpdate(ctx_, d, n); }
-    std::string hex() {
-        unsigned char md[32];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(ctx_, md, &len);
-        static constexpr char digits[] = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; ++i) {
-            out.push_back(digits[md[i] >> 4]);
-            out.push_back(digits[md[i] & 0xf]);
-        }
-        return out;
-    }
-
-private:
-    EVP_MD_CTX* ctx_;
-};
 
 void fail(const std::string& what, const error_code& ec) {
     throw std::runtime_error(what + ": " + ec.message());
@@ -163,7 +140,7 @@ struct http_client::impl {
             r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
         }
         r.keep_alive = p.keep_alive();
-        hasher h;
+        sha256_stream h;
         std::vector<char> chunk(64 * 1024);
         while (!p.is_done()) {
             p.get().body().data = chunk.data();
@@ -202,7 +179,7 @@ struct http_client::impl {
         if (ec) {
             fail("write request head", ec);
         }
-        hasher h;
+        sha256_stream h;
         std::vector<char> chunk(256 * 1024);
         for (std::uint64_t off = 0; off < size; off += chunk.size()) {
             const auto len =

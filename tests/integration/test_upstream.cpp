@@ -1,5 +1,6 @@
 // The recording upstream of harness.hpp: an in-process Beast server on its own thread.
 #include "harness.hpp"
+#include "sha256_stream.hpp"
 
 #include "proxy/any_stream.hpp"
 
@@ -35,30 +36,6 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 namespace {
 
-class sha256 {
-public:
-    sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-    ~sha256() { EVP_MD_CTX_free(ctx_); }
-    sha256(const sha256&) = delete;
-    sha256& operator=(const sha256&) = delete;
-    void update(const void* d, std::size_t n) { EVP_DigestUpdate(ctx_, d, n); }
-    std::string hex() {
-        unsigned char md[32];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(ctx_, md, &len);
-        static constexpr char digits[] = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; ++i) {
-            out.push_back(digits[md[i] >> 4]);
-            out.push_back(digits[md[i] & 0xf]);
-        }
-        return out;
-    }
-
-private:
-    EVP_MD_CTX* ctx_;
-};
-
 std::string lower(std::string_view s) {
     std::string out(s);
     for (auto& c : out) {
@@ -78,7 +55,7 @@ void fill_pattern(char* data, std::size_t n, std::uint64_t offset) {
 }
 
 std::string pattern_sha256(std::uint64_t size) {
-    sha256 h;
+    sha256_stream h;
     std::vector<char> buf(64 * 1024);
     for (std::uint64_t off = 0; off < size; off += buf.size()) {
         const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - off));
@@ -89,7 +66,7 @@ std::string pattern_sha256(std::uint64_t size) {
 }
 
 std::string sha256_hex(std::string_view data) {
-    sha256 h;
+    sha256_stream h;
     h.update(data.data(), data.size());
     return h.hex();
 }
@@ -213,7 +190,7 @@ struct recording_upstream::impl {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 co_await net::async_write(*s, net::buffer(cont), use_tuple);
             }
-            sha256 h;
+            sha256_stream h;
             bool body_ok = true;
             while (!p.is_done()) {
                 p.get().body().data = chunk.data();

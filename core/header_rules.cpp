@@ -24,8 +24,21 @@ bool iequals(std::string_view a, std::string_view b) {
            });
 }
 
-bool istarts_with(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+// Identity names also compare '_' equal to '-': CGI-style upstreams (WSGI, Rack, PHP) and
+// nginx with underscores_in_headers map both "X-Clerk-Subject" and "X_Clerk_Subject" to
+// HTTP_X_CLERK_SUBJECT, so an underscore spelling must be stripped like the real name.
+constexpr char identity_fold(char c) {
+    return c == '_' ? '-' : ascii_lower(c);
+}
+
+bool identity_equals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return identity_fold(x) == identity_fold(y);
+           });
+}
+
+bool identity_starts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && identity_equals(s.substr(0, prefix.size()), prefix);
 }
 
 bool is_ctl(char c) {
@@ -111,9 +124,9 @@ header_rules::header_rules(identity_header_names names) : names_(std::move(names
 
 bool header_rules::is_identity_header(std::string_view name) const {
     return std::any_of(exact_lower_.begin(), exact_lower_.end(),
-                       [name](const std::string& n) { return iequals(name, n); }) ||
+                       [name](const std::string& n) { return identity_equals(name, n); }) ||
            std::any_of(prefix_lower_.begin(), prefix_lower_.end(),
-                       [name](const std::string& p) { return istarts_with(name, p); });
+                       [name](const std::string& p) { return identity_starts_with(name, p); });
 }
 
 bool header_rules::must_remove(std::string_view name,

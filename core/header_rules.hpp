@@ -34,7 +34,8 @@ class header_rules {
 public:
     explicit header_rules(identity_header_names names);
 
-    /// A configured identity header name, a claims_to_headers target, or a strip_prefixes match.
+    /// A configured identity header name, a claims_to_headers target, or a strip_prefixes match,
+    /// ASCII case-insensitive and with '_' equal to '-' (CGI-style upstreams read them alike).
     bool is_identity_header(std::string_view name) const;
 
     /// True when an incoming header must not be forwarded: identity header, hop-by-hop, or named

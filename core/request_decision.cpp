@@ -1,10 +1,46 @@
 #include "core/request_decision.hpp"
 
+#include "core/path_normalizer.hpp"
 #include "core/policy.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace clerk::core {
+namespace {
+
+/// `path` with every segment's ";parameters" removed ("/a;x=1/..;/b" -> "/a/../b").
+std::string strip_path_parameters(std::string_view path) {
+    std::string out;
+    out.reserve(path.size());
+    bool in_params = false;
+    for (const char c : path) {
+        if (c == '/') {
+            in_params = false;
+        } else if (c == ';') {
+            in_params = true;
+        }
+        if (!in_params) {
+            out.push_back(c);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+bool path_parameters_ambiguous(std::span<const route> routes, std::string_view method,
+                               std::string_view normalized_path) {
+    if (normalized_path.find(';') == std::string_view::npos) {
+        return false;
+    }
+    // The reading of Servlet containers (Tomcat, Jetty, Undertow; Spring on top of them): the
+    // parameters go first, then dot segments resolve. Percent-escapes are already normalized,
+    // and %3B stays escaped, so only a raw ';' can start parameters in either reading.
+    const auto servlet = normalize_target(strip_path_parameters(normalized_path));
+    return servlet.status != path_status::ok || match_route(routes, method, servlet.path) !=
+                                                    match_route(routes, method, normalized_path);
+}
 
 bool token_acceptance::accepts(token_type t) const {
     return any || std::find(types.begin(), types.end(), t) != types.end();

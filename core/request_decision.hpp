@@ -28,6 +28,14 @@ struct pre_auth {
     token_class cls;
 };
 
+/// True when `normalized_path` holds a ';' and reading it the way Servlet containers do (drop each
+/// segment's ";parameters", then resolve dot segments: "/public/..;/admin" is "/admin" to them)
+/// escapes the root or selects another route rule than the path itself does. Which rule applies
+/// must not depend on how the upstream parses "..;" or "admin;x=1": the session refuses such a
+/// path with 400 (`ambiguous_path`) before pre_authenticate.
+bool path_parameters_ambiguous(std::span<const route> routes, std::string_view method,
+                               std::string_view normalized_path);
+
 /// `authorization` holds every Authorization header value. Never calls out; no allocation of the
 /// token. Order: route (auth: none -> allow), bearer extraction, classification, acceptance.
 pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance& accepts,

@@ -168,6 +168,9 @@ private:
             co_return co_await refuse(
                 ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});
         }
+        if (core::path_parameters_ambiguous(cfg.routes, ex.method, ex.target.path)) {
+            co_return co_await refuse(ex, {core::decision_kind::bad_request, "ambiguous_path"});
+        }
         const auto decision = co_await authorize(ex);
         if (!decision.allowed()) {
             co_return co_await refuse(ex, decision);

@@ -10,6 +10,7 @@ using clerk::core::auth_mode;
 using clerk::core::decision_kind;
 using clerk::core::identity;
 using clerk::core::make_route;
+using clerk::core::path_parameters_ambiguous;
 using clerk::core::post_authenticate;
 using clerk::core::pre_authenticate;
 using clerk::core::route;
@@ -248,5 +249,38 @@ TEST_CASE("post_authenticate applies the route policy", "[decision]") {
             CHECK(d.kind == c.kind);
             CHECK(d.reason == c.reason);
         }
+    }
+}
+
+TEST_CASE("path_parameters_ambiguous: ';' must not change which rule applies", "[decision]") {
+    std::vector<route> routes;
+    routes.push_back(make_route("/public/*"));
+    routes.back().auth = auth_mode::none;
+    routes.push_back(make_route("/admin/*"));
+    routes.back().require_scopes = {"mch_admin"};
+    struct row {
+        std::string_view path;  // already normalized
+        bool ambiguous;
+    };
+    // clang-format off
+    const row rows[] = {
+        {"/public/x",             false},  // no ';' at all
+        {"/public/x;v=1",         false},  // /public/* either way
+        {"/public/.;/x",          false},  // "/public/./x" is still /public/*
+        {"/api/x;v=1",            false},  // no rule either way
+        {"/admin/x;jsessionid=1", false},  // /admin/* either way
+        {"/a;b=c,d@e:f",          false},
+        {"/public/..;/admin/x",   true},   // Tomcat: "/admin/x"
+        {"/public/..;x=1/admin",  true},
+        {"/admin;x=1/x",          true},   // Tomcat: "/admin/x"
+        {"/admin;x=1",            true},
+        {"/public;x=1/y",         true},   // Tomcat: "/public/y", auth: none
+        {"/..;/x",                true},   // escapes the root once parameters are dropped
+        {"/public/%3B/admin",     false},  // an escaped ';' is no parameter
+    };
+    // clang-format on
+    for (const auto& r : rows) {
+        INFO(r.path);
+        CHECK(path_parameters_ambiguous(routes, "GET", r.path) == r.ambiguous);
     }
 }

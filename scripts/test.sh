@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what is missing, checks style and layering,
-# builds, and runs every test with ctest — normal build first, then under ASan+UBSan.
+# builds, and runs every test with ctest — normal build first, then under ASan+UBSan, then the
+# concurrency-heavy tests under TSan (scripts/test-tsan.sh), then the fuzz targets.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,16 +35,14 @@ if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
     ctest --test-dir build/asan --output-on-failure -j "$jobs" --timeout 600 -LE contract
 fi
 if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
-  echo "== build + test (tsan: core, incl. the concurrent cache and single-flight tests)"
-  scripts/build.sh tsan core_tests
-  TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/core_tests
+  scripts/test-tsan.sh
 fi
 
 if [ "${CLERK_SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz (libFuzzer, clang, ASan+UBSan; ${CLERK_FUZZ_SECONDS:-60} s per target)"
   scripts/install-deps.sh fuzz
   scripts/build.sh fuzz fuzz_path_route fuzz_bearer fuzz_header_rules fuzz_decision \
-    fuzz_config fuzz_clerk_response fuzz_jwt
+    fuzz_config fuzz_clerk_response fuzz_jwt fuzz_request
   cmake -B build/fuzz -DCLERK_FUZZ_SECONDS="${CLERK_FUZZ_SECONDS:-60}" >/dev/null
   ctest --test-dir build/fuzz --output-on-failure -j "$jobs" -L fuzz
 fi

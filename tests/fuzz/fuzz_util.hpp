@@ -5,6 +5,7 @@
 // stay readable text files that say what they test ("GET\n/public/..%2fadmin").
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 #include <vector>
@@ -15,7 +16,8 @@ namespace clerk::fuzz {
 /// `what` names the invariant; it is printed so that a crash report says which one failed.
 inline void check(bool ok, const char* what) {
     if (!ok) {
-        __builtin_printf("fuzz invariant violated: %s\n", what);
+        // stderr: unbuffered, so the line survives abort() when output goes to a pipe (ctest).
+        std::fprintf(stderr, "fuzz invariant violated: %s\n", what);
         std::abort();
     }
 }

@@ -46,7 +46,8 @@ struct m2m_token {
 };
 
 /// How an injected failure behaves (POST /__emulator/fail).
-enum class fault_mode { status, hang, close, garbage };
+/// `reset` aborts the connection (TCP RST: SO_LINGER 0, then close) instead of answering.
+enum class fault_mode { status, hang, close, reset, garbage };
 enum class fault_endpoint { any, verify, jwks };
 
 struct fault_plan {

@@ -185,6 +185,14 @@ net::awaitable<void> http_server::serve(Stream& stream) {
             beast::get_lowest_layer(stream).close();  // no response, no TLS close_notify
             co_return;
         }
+        if (res.action == fault::reset) {
+            // SO_LINGER {on, 0}: close() discards unsent data and sends a RST, not a FIN.
+            auto& socket = beast::get_lowest_layer(stream).socket();
+            boost::system::error_code ignored;
+            socket.set_option(net::socket_base::linger(true, 0), ignored);
+            socket.close(ignored);
+            co_return;
+        }
         http::response<http::string_body> out;
         out.version(version);
         out.result(res.status);

@@ -203,10 +203,12 @@ api_response router::knob_fail(const json& body) {
         plan.mode = fault_mode::hang;
     } else if (mode == "close") {
         plan.mode = fault_mode::close;
+    } else if (mode == "reset") {
+        plan.mode = fault_mode::reset;
     } else if (mode == "garbage") {
         plan.mode = fault_mode::garbage;
     } else {
-        return knob_error("fail: mode must be status, hang, close or garbage");
+        return knob_error("fail: mode must be status, hang, close, reset or garbage");
     }
     const std::string ep = body.value("endpoint", std::string("any"));
     if (ep == "any") {

@@ -179,6 +179,9 @@ std::optional<api_response> router::injected_fault(endpoint ep) {
         case fault_mode::close:
             res.action = fault::close;
             return res;
+        case fault_mode::reset:
+            res.action = fault::reset;
+            return res;
         case fault_mode::garbage:
             res.body = "<html><body>502 Bad Gateway (emulated garbage)</body></html>";
             return res;

@@ -29,7 +29,8 @@ struct api_request {
 };
 
 /// What the connection does instead of (or in addition to) writing the response.
-enum class fault { none, hang, close };
+/// `close` ends the connection with a FIN, `reset` with a TCP RST (SO_LINGER 0).
+enum class fault { none, hang, close, reset };
 
 struct api_response {
     unsigned status = 200;

@@ -348,4 +348,48 @@ test_pki make_test_pki(const temp_dir& dir, const std::string& prefix,
     return {p("ca.crt"), p("server.crt"), p("server.key")};
 }
 
+// --- resource probes
+
+long proc_open_fds(int pid) {
+    std::error_code ec;
+    std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec);
+    if (ec) {
+        return -1;
+    }
+    long n = 0;
+    for (const auto& entry : it) {
+        (void)entry;
+        ++n;
+    }
+    return n;
+}
+
+long proc_rss_kib(int pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            return std::stol(line.substr(6));  // "VmRSS:\t   1234 kB"
+        }
+    }
+    return -1;
+}
+
+std::optional<double> scrape_metric(std::uint16_t admin_port, const std::string& series) {
+    http_client c(admin_port);
+    const auto r = c.get("/metrics");
+    if (r.status != 200) {
+        throw std::runtime_error("GET /metrics: " + std::to_string(r.status));
+    }
+    std::istringstream in(r.body);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+            line[series.size()] == ' ') {
+            return std::stod(line.substr(series.size() + 1));
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace clerk::it

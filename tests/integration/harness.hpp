@@ -260,4 +260,16 @@ test_pki make_test_pki(const temp_dir& dir, const std::string& prefix,
 /// Polls `cond` until it is true or `timeout` passes (for conditions without a notification).
 bool eventually(const std::function<bool()>& cond, duration timeout = 10s);
 
+// --- Resource probes for soak/fault tests (fault_it.cpp): what a process holds, from /proc and
+// from its admin /metrics. Linux only, like the rest of the harness.
+
+/// Open file descriptors of process `pid` (entries of /proc/<pid>/fd), -1 when unreadable.
+long proc_open_fds(int pid);
+/// Resident set size of process `pid` in KiB (VmRSS in /proc/<pid>/status), -1 when unreadable.
+long proc_rss_kib(int pid);
+/// The value of one series of the Prometheus text at GET /metrics on 127.0.0.1:`admin_port`;
+/// `series` is the exact name with its labels (`clerk_proxy_active_connections`,
+/// `name{label="v"}`). nullopt when the series is absent. Throws when the scrape fails.
+std::optional<double> scrape_metric(std::uint16_t admin_port, const std::string& series);
+
 }  // namespace clerk::it

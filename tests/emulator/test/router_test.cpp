@@ -151,6 +151,8 @@ TEST_CASE("knobs: stats, injected failures, latency", "[emulator]") {
     f.call("POST", "/__emulator/fail", "", R"({"mode":"hang","endpoint":"jwks"})");
     CHECK(f.call("POST", "/m2m_tokens/verify", f.b_key, vb.dump()).action == emu::fault::none);
     CHECK(f.call("GET", "/v1/jwks", sk).action == emu::fault::hang);
+    f.call("POST", "/__emulator/fail", "", R"({"mode":"reset","endpoint":"verify"})");
+    CHECK(f.call("POST", "/m2m_tokens/verify", f.b_key, vb.dump()).action == emu::fault::reset);
     f.call("POST", "/__emulator/fail", "", R"({"mode":"garbage"})");
     res = f.call("POST", "/m2m_tokens/verify", f.b_key, vb.dump());
     CHECK(res.status == 200);
@@ -160,10 +162,10 @@ TEST_CASE("knobs: stats, injected failures, latency", "[emulator]") {
     CHECK(f.call("GET", "/v1/jwks", sk).delay == std::chrono::milliseconds(30));
     CHECK(f.call("GET", "/__emulator/stats", "").delay == std::chrono::milliseconds(0));
     const json stats = json::parse(f.call("GET", "/__emulator/stats", "").body);
-    CHECK(stats["verify_calls"] == 3);
+    CHECK(stats["verify_calls"] == 4);
     CHECK(stats["jwks_calls"] == 4);
     CHECK(stats["create_calls"] == 1);
-    CHECK(stats["total_calls"] == 8);
+    CHECK(stats["total_calls"] == 9);
 }
 
 TEST_CASE("malformed input never throws", "[emulator]") {

@@ -91,6 +91,10 @@ struct limits_config {
     millis header_timeout{10000};
     millis idle_timeout{60000};
     std::size_t max_connections = 10000;
+    /// Slow clients (slowloris bodies, slow readers): the time a body transfer spends blocked on
+    /// the client may be at most header_timeout + bytes / min_body_rate. 0 = no rate check
+    /// (each read or write is still bounded by idle_timeout).
+    std::uint64_t min_body_rate = 1024;
 };
 
 struct shutdown_config {

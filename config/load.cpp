@@ -215,6 +215,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
                  {"header_timeout", to_duration(l.header_timeout, false)},
                  {"idle_timeout", to_duration(l.idle_timeout, false)},
                  {"max_connections", to_integer(l.max_connections, 1, 10'000'000)},
+                 {"min_body_rate", to_integer(l.min_body_rate, 0, 1'000'000'000)},
              };
              r_.visit(n, k, f);
          }},

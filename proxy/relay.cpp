@@ -1,5 +1,6 @@
 #include "proxy/relay.hpp"
 
+#include "core/transfer_budget.hpp"
 #include "proxy/logging.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -201,22 +202,31 @@ private:
         auto& up = *conn_.stream;
         const std::uint64_t limit = cfg_.limits.max_body_bytes;
         std::uint64_t total = 0;
+        auto budget = client_budget();
         while (!p.is_done()) {
             p.get().body().data = chunk_.get();
             p.get().body().size = body_chunk_bytes;
-            ex_.client.expires_after(cfg_.limits.idle_timeout);
+            ex_.client.expires_after(budget.next_timeout());
+            const auto t0 = clock::now();
             auto [ec, n] =
                 co_await http::async_read_some(ex_.client, ex_.client_buffer, p, use_tuple);
             if (ec == http::error::need_buffer) {
                 ec = {};
             }
             if (ec) {
-                // A malformed chunk still gets an answer; a broken connection cannot.
+                // A malformed chunk still gets an answer; a broken, idle or too slow (slowloris
+                // body) connection cannot: it is cut.
                 ex_.client_failed = !is_parse_error(ec);
-                failure_ = {core::decision_kind::bad_request, "invalid_body"};
+                failure_ = {core::decision_kind::bad_request,
+                            ec == beast::error::timeout ? "client_too_slow" : "invalid_body"};
+                if (ec == beast::error::timeout) {
+                    log_->info("[r{}] request body: client too slow ({} bytes), cut",
+                               ex_.request_id, total);
+                }
                 co_return step::fail;
             }
             const std::size_t got = body_chunk_bytes - p.get().body().size;
+            budget.account(clock::now() - t0, got);
             total += got;
             if (limit > 0 && total > limit) {
                 failure_ = {core::decision_kind::body_too_large, ""};
@@ -351,6 +361,7 @@ private:
         }
 
         auto& up = *conn_.stream;
+        auto budget = client_budget();
         while (!rp.is_done()) {
             rp.get().body().data = chunk_.get();
             rp.get().body().size = body_chunk_bytes;
@@ -374,10 +385,16 @@ private:
             res.body().data = chunk_.get();
             res.body().size = got;
             res.body().more = true;
-            ex_.client.expires_after(cfg_.limits.idle_timeout);
+            ex_.client.expires_after(budget.next_timeout());
+            const auto t0 = clock::now();
             auto [wec, wn] = co_await http::async_write(ex_.client, sr, use_tuple);
+            budget.account(clock::now() - t0, got);
             if (wec && wec != http::error::need_buffer) {
                 ex_.client_failed = true;
+                if (wec == beast::error::timeout) {
+                    log_->info("[r{}] response body: client too slow ({} bytes), cut",
+                               ex_.request_id, ex_.bytes);
+                }
                 discard_upstream();
                 co_return;
             }
@@ -391,6 +408,14 @@ private:
         if (fec) {
             ex_.client_failed = true;
         }
+    }
+
+    /// Slow-client bound of one body transfer (limits.min_body_rate, core/transfer_budget.hpp):
+    /// each client read or write waits at most idle_timeout, and all of them together at most
+    /// header_timeout + bytes / min_body_rate.
+    core::transfer_budget client_budget() const {
+        return core::transfer_budget(cfg_.limits.header_timeout, cfg_.limits.min_body_rate,
+                                     cfg_.limits.idle_timeout);
     }
 
     /// Pools the upstream connection when its exchange is complete and it may be reused:

@@ -31,7 +31,9 @@ if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build (asan+ubsan)"
   scripts/build.sh asan
   echo "== test (asan+ubsan)"
+  # The fault suite runs 1,000 iterations per fault here (10,000 in the release pass above).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    CLERK_FAULT_ITERATIONS=${CLERK_FAULT_ITERATIONS_ASAN:-1000} \
     ctest --test-dir build/asan --output-on-failure -j "$jobs" --timeout 600 -LE contract
 fi
 if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then

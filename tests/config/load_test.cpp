@@ -138,6 +138,7 @@ TEST_CASE("a minimal config gets every documented default", "[config][load]") {
     CHECK(c.limits.header_timeout == 10s);
     CHECK(c.limits.idle_timeout == 60s);
     CHECK(c.limits.max_connections == 10000);
+    CHECK(c.limits.min_body_rate == 1024);
     CHECK(c.shutdown.drain_timeout == 15s);
     CHECK(c.log.level == cfgns::log_level::info);
     CHECK(c.log.format == cfgns::log_format::json);
@@ -205,6 +206,7 @@ limits:
   header_timeout: 1s
   idle_timeout: 2h
   max_connections: 1
+  min_body_rate: 0
 shutdown:
   drain_timeout: 0s
 log:
@@ -281,6 +283,7 @@ threads: 4
     CHECK(c.limits.header_timeout == 1s);
     CHECK(c.limits.idle_timeout == 2h);
     CHECK(c.limits.max_connections == 1);
+    CHECK(c.limits.min_body_rate == 0);
     CHECK(c.shutdown.drain_timeout == 0s);
     CHECK(c.log.level == cfgns::log_level::trace);
     CHECK(c.log.format == cfgns::log_format::text);
@@ -431,6 +434,8 @@ std::vector<error_case> error_cases() {
          "at least 1024"},
         {with_base("limits:\n  idle_timeout: 0s\n"), "limits.idle_timeout", "idle_timeout",
          "greater than 0"},
+        {with_base("limits:\n  min_body_rate: -1\n"), "limits.min_body_rate", "min_body_rate",
+         "must not be negative"},
         {with_base("limits:\n  max_body_bytes: 18446744073709551616\n"), "limits.max_body_bytes",
          "max_body_bytes", "at most"},
         {with_base("cache:\n  max_entries: 0\n"), "cache.max_entries", "max_entries: 0",

@@ -583,14 +583,30 @@ void clerk_fault(const std::string& what, int retries, long calls_per_request,
     auto one = [&](long, worker& w) {
         return label(w.http().get("/api/x", bearer(tokens[static_cast<std::size_t>(w.id)])));
     };
-    const auto r = run_fault(proxy, what, one, auth_unavailable(reason), 0ms,
-                             [&] { env.knobs.reset_stats(); });
-    // Every request reached Clerk (nothing cached, nothing coalesced) and was retried exactly
-    // as configured.
+    const auto r = run_fault(proxy, what, one, {}, 0ms, [&] { env.knobs.reset_stats(); });
+    // Every request is a 503 auth_unavailable with Retry-After: 1. Its reason is the fault's,
+    // except that on a loaded machine a call can reach its 50 ms deadline before the fault shows
+    // (a reset not yet read, a connect not yet done): such a request is a `timeout`, and it may
+    // not have reached the emulator at all. Those must stay rare (< 5%), or the test is not
+    // exercising the fault.
+    const long n = fault_iterations();
+    {
+        INFO("outcomes:\n" << describe(r.main));
+        CHECK(total(r.main) == n);
+        CHECK(unavailable_of(r.main) == n);
+        const long as_expected = count_of(r.main, auth_unavailable(reason));
+        const long timed_out =
+            reason == "timeout" ? 0 : count_of(r.main, auth_unavailable("timeout"));
+        CHECK(as_expected + timed_out == n);
+        CHECK(as_expected >= n * 95 / 100);
+    }
+    // Every request reached Clerk (nothing cached, nothing coalesced) and was retried as
+    // configured: never more calls than retries allow, and (see above) at most a few fewer.
     // (The emulator may still be reading the last calls: wait for them, then compare.)
-    const long expected_calls = calls_per_request * fault_iterations();
-    eventually([&] { return env.knobs.verify_calls() >= expected_calls; });
-    CHECK(env.knobs.verify_calls() == expected_calls);
+    const long expected_calls = calls_per_request * n;
+    eventually([&] { return env.knobs.verify_calls() >= expected_calls; }, 5s);
+    CHECK(env.knobs.verify_calls() <= expected_calls);
+    CHECK(env.knobs.verify_calls() >= expected_calls * 95 / 100);
     CHECK(env.up.requests().empty());
 
     heal(env.knobs);

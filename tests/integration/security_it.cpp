@@ -949,16 +949,50 @@ TEST_CASE("security: a head dribbled byte by byte is closed at header_timeout", 
     CHECK(up.requests().at(0).target == "/public/first");
 }
 
-// There is no deadline for a whole request body: limits.idle_timeout bounds each read, so a body
-// that keeps dribbling is relayed for as long as it dribbles; one that stops is cut after
-// idle_timeout and the upstream gets a truncated body on a closed connection.
-TEST_CASE("security: a dribbled request body is bounded per read by idle_timeout",
+// A request body is bounded two ways: each read by limits.idle_timeout, and all reads together by
+// header_timeout + bytes / limits.min_body_rate (time blocked on the client only). A body that
+// keeps dribbling below the rate is cut; with min_body_rate: 0 it is relayed as long as it
+// dribbles, and one that stops is cut after idle_timeout.
+TEST_CASE("security: a dribbled request body below min_body_rate is cut", "[it][security]") {
+    recording_upstream up;
+    temp_dir dir;
+    // idle_timeout (2 s) is far above the 100 ms between bytes: only the rate check can cut.
+    proxy_process proxy(dir, sec_config(up.url(), {}, "mch_admin",
+                                        "limits:\n  header_timeout: 300ms\n  idle_timeout: 2s\n"
+                                        "  min_body_rate: 1024\n"));
+    http_client c(proxy.port(), short_timeout());
+    c.send_raw("POST /public/drip HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n");
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::duration> closed_after;
+    int sent = 0;
+    // 10 bytes a second; the whole body would take 10 s. The allowance is 300 ms + ~0 s.
+    for (; sent < 100; ++sent) {
+        std::this_thread::sleep_for(100ms);  // the dribble itself, not a synchronization
+        try {
+            c.send_raw("b");
+        } catch (const std::exception&) {
+            closed_after = std::chrono::steady_clock::now() - start;
+            break;
+        }
+    }
+    REQUIRE(closed_after);
+    CHECK(*closed_after >= 300ms);
+    CHECK(*closed_after < 2s);  // before idle_timeout could have cut anything
+    CHECK(c.closed_by_peer());
+    // The upstream got the head and at most the bytes dribbled before the cut, never the body.
+    REQUIRE(up.wait_for_requests(1));
+    CHECK(up.requests().at(0).target == "/public/drip");
+    CHECK(up.requests().at(0).body_size < 100);
+    CHECK(up.requests().at(0).body_size <= static_cast<std::uint64_t>(sent));
+}
+
+TEST_CASE("security: with min_body_rate 0 a dribbled body is bounded per read by idle_timeout",
           "[it][security]") {
     recording_upstream up;
     temp_dir dir;
-    proxy_process proxy(dir,
-                        sec_config(up.url(), {}, "mch_admin",
-                                   "limits:\n  header_timeout: 300ms\n  idle_timeout: 700ms\n"));
+    proxy_process proxy(dir, sec_config(up.url(), {}, "mch_admin",
+                                        "limits:\n  header_timeout: 300ms\n  idle_timeout: 700ms\n"
+                                        "  min_body_rate: 0\n"));
     SECTION("a body that keeps dribbling past header_timeout and idle_timeout is relayed") {
         http_client c(proxy.port(), short_timeout());
         const std::string body(20, 'b');

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -54,8 +55,12 @@ bool istarts_with(std::string_view s, std::string_view p) {
     return s.size() >= p.size() && iequals(s.substr(0, p.size()), p);
 }
 
-// Reference list, written out here rather than read back from the rules object.
-bool reference_identity(std::string_view name) {
+// Reference list, written out here rather than read back from the rules object. Identity names
+// compare with '_' equal to '-' (CGI-style upstreams read X_Clerk_Subject as X-Clerk-Subject).
+bool reference_identity(std::string_view raw) {
+    std::string dashed(raw);
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    const std::string_view name = dashed;
     for (const std::string_view n :
          {"X-Clerk-Subject", "X-Clerk-Machine-Id", "X-Clerk-Token-Id", "X-Clerk-Token-Type",
           "X-Clerk-Scopes", "X-Clerk-Claims", "X-Tenant-Id", "X-Org", "X-Empty-Claim"}) {

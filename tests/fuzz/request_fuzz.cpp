@@ -98,8 +98,12 @@ bool contains(std::string_view s, std::string_view what) {
     return s.find(what) != std::string_view::npos;
 }
 
-// Reference lists, written out here rather than read back from the rules object.
-bool is_identity_name(std::string_view name) {
+// Reference lists, written out here rather than read back from the rules object. Identity names
+// compare with '_' equal to '-' (X_Clerk_Subject is X-Clerk-Subject to a CGI-style upstream).
+bool is_identity_name(std::string_view raw) {
+    std::string dashed(raw);
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    const std::string_view name = dashed;
     for (const std::string_view n :
          {"X-Clerk-Subject", "X-Clerk-Machine-Id", "X-Clerk-Token-Id", "X-Clerk-Token-Type",
           "X-Clerk-Scopes", "X-Clerk-Claims", "X-Tenant-Id"}) {

@@ -311,6 +311,13 @@ bool serve_one(wire& w, const options& opt) {
     }
     check_path(target);
 
+    // --- phase: ';' parameters that would route differently the Servlet way (session.cpp: 400
+    // ambiguous_path, before authorize())
+    if (core::path_parameters_ambiguous(table(), req.method_string(), target.path)) {
+        check(target.path.find(';') != std::string::npos, "only a path with ';' is ambiguous");
+        return !framing.has_body() && keep_alive;
+    }
+
     // --- phase: route, token, verification, policy (session.cpp authorize())
     std::vector<std::string_view> authorization;
     for (auto [it, end] = req.equal_range(http::field::authorization); it != end; ++it) {

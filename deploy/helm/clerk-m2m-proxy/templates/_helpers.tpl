@@ -75,6 +75,7 @@ limits:
   header_timeout: {{ .Values.limits.headerTimeout | quote }}
   idle_timeout: {{ .Values.limits.idleTimeout | quote }}
   max_connections: {{ int .Values.limits.maxConnections }}
+  min_body_rate: {{ int .Values.limits.minBodyRate }}
 shutdown:
   drain_timeout: {{ .Values.shutdown.drainTimeout | quote }}
 log:

@@ -72,6 +72,9 @@ struct auth_config {
     core::token_acceptance accepts;
     bool forward_authorization = false;
     millis clock_skew{5000};
+    /// Recipient scoping of locally verified JWTs: their `aud` must overlap this list. Empty =
+    /// not checked (a start-up warning says what that allows).
+    std::vector<std::string> audience;
 };
 
 struct cache_config {

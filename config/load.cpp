@@ -406,6 +406,17 @@ void loader::cross_checks(config& cfg) {
                                "\": tokens and keys would cross the network unencrypted");
     }
 
+    // Recipient scoping (DESIGN.md §12): a JWT is verified locally, so nobody checks that it
+    // was minted for this service unless auth.audience says who this service is.
+    const bool jwt_keys = !cfg.clerk.jwt_key.empty() || !cfg.clerk.secret_key.empty();
+    if (cfg.auth.accepts.accepts(core::token_type::m2m_token) && jwt_keys &&
+        cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
+        cfg.warnings.push_back(
+            "auth.audience is not set: any machine of the Clerk instance can call this service "
+            "with an M2M JWT, scoped to it or not; set auth.audience to this service's machine "
+            "id, e.g. audience: [\"${CLERK_MACHINE_ID}\"]");
+    }
+
     if (cfg.admin.listen && cfg.admin.listen->port != 0 &&
         cfg.admin.listen->port == cfg.listen.port && cfg.admin.listen->host == cfg.listen.host) {
         r_.error(r_.line_for("admin.listen", root_line_), "admin.listen",

@@ -85,6 +85,31 @@ void loader::auth(const YAML::Node& n, const std::string& key, auth_config& out)
          }},
         {"forward_authorization", to_bool(out.forward_authorization)},
         {"clock_skew", to_duration(out.clock_skew, true)},
+        {"audience",
+         [this, &out](const YAML::Node& v, const std::string& k) {
+             auto items = r_.string_list(v, k);
+             if (!items) {
+                 return;
+             }
+             std::vector<std::string> audience;
+             bool ok = true;
+             for (const list_item& item : *items) {
+                 // An empty entry is almost always an unset variable (${CLERK_MACHINE_ID:-}):
+                 // refusing it beats silently turning recipient scoping off.
+                 if (item.value.empty()) {
+                     r_.error(item.line, k,
+                              "empty value (is the variable it names, e.g. CLERK_MACHINE_ID, "
+                              "set?)");
+                     ok = false;
+                 } else if (std::find(audience.begin(), audience.end(), item.value) ==
+                            audience.end()) {
+                     audience.push_back(item.value);
+                 }
+             }
+             if (ok) {
+                 out.audience = std::move(audience);
+             }
+         }},
     };
     r_.visit(n, key, fields);
 }

@@ -49,4 +49,18 @@ std::string compact_ascii_json(const nlohmann::json& j) {
     }
 }
 
+bool audience_allows(const identity& id, const std::vector<std::string>& accepted) noexcept {
+    if (accepted.empty() || !id.audience) {
+        return true;
+    }
+    for (const auto& aud : *id.audience) {
+        for (const auto& want : accepted) {
+            if (aud == want) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 }  // namespace clerk::core

@@ -19,9 +19,19 @@ struct identity {
     nlohmann::json claims;       ///< custom claims object, or null
     std::string claims_compact;  ///< claims rendered once: compact, ASCII-only JSON ("" if null)
     std::optional<long long> expires_at_ms;  ///< token expiration, ms since epoch; nullopt = never
+    /// The recipients a locally verified token names (its `aud`, string or array): set for
+    /// JWTs, whose recipient nobody else checks (possibly empty: no `aud`); nullopt for tokens
+    /// Clerk verified with our own key, which Clerk scopes to us (recipient scoping).
+    std::optional<std::vector<std::string>> audience;
 
     bool is_machine() const { return subject.rfind("mch_", 0) == 0; }
 };
+
+/// Recipient scoping (`auth.audience`): true when `accepted` is empty (not configured), when
+/// the identity carries no audience to check (Clerk verified it with our key), or when its
+/// `aud` and `accepted` share at least one value. A JWT without `aud` fails a configured
+/// audience (stricter than the SDK, which skips the check then).
+bool audience_allows(const identity& id, const std::vector<std::string>& accepted) noexcept;
 
 /// Renders `claims` compact with every non-ASCII character escaped as \uXXXX (header-safe).
 std::string compact_ascii_json(const nlohmann::json& j);

@@ -105,6 +105,27 @@ jwt_verify_result refuse(jwt_verify_result r, std::string_view reason) {
     return r;
 }
 
+// `aud` (RFC 7519 §4.1.3): a string or an array of strings. False for any other shape (an
+// array holding a non-string included): such a token is malformed, whatever is configured.
+bool read_audience(const json& aud, std::vector<std::string>& out) {
+    if (aud.is_string()) {
+        out.push_back(aud.get<std::string>());
+        return true;
+    }
+    if (!aud.is_array()) {
+        return false;
+    }
+    for (const auto& item : aud) {
+        if (!item.is_string()) {
+            return false;
+        }
+    }
+    for (const auto& item : aud) {
+        out.push_back(item.get<std::string>());
+    }
+    return true;
+}
+
 // scopes = split(`scopes`), else `aud` (string or array of strings), else []. False if a
 // present value has the wrong type.
 bool read_scopes(const json& payload, std::vector<std::string>& out) {
@@ -124,19 +145,7 @@ bool read_scopes(const json& payload, std::vector<std::string>& out) {
         return true;
     }
     if (const json* aud = present(payload, "aud")) {
-        if (aud->is_string()) {
-            out.push_back(aud->get<std::string>());
-            return true;
-        }
-        if (!aud->is_array()) {
-            return false;
-        }
-        for (const auto& item : *aud) {
-            if (!item.is_string()) {
-                return false;
-            }
-            out.push_back(item.get<std::string>());
-        }
+        return read_audience(*aud, out);
     }
     return true;
 }
@@ -267,6 +276,12 @@ jwt_verify_result verify(std::string_view token, const jwt_key_set& keys, sys_ti
             return refuse(std::move(r), jwt_reason::malformed);
         }
         id->token_id = jti->get<std::string>();
+    }
+    // Recipient scoping reads `aud` (auth.audience); absent or null is an empty audience.
+    id->audience.emplace();
+    if (const json* aud = present(*payload, "aud");
+        aud != nullptr && !read_audience(*aud, *id->audience)) {
+        return refuse(std::move(r), jwt_reason::malformed);
     }
     if (!read_scopes(*payload, id->scopes)) {
         return refuse(std::move(r), jwt_reason::malformed);

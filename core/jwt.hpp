@@ -95,10 +95,12 @@ struct jwt_verify_result {
 /// Identity (clerk-protocol.md §3.4): type m2m_token, format jwt, token_id = jti (a string,
 /// or "" if absent/null), subject = sub, scopes = the space-separated `scopes` string (empty
 /// items dropped), else `aud` (a string or an array of strings), else []; expires_at_ms =
-/// exp*1000. `claims` = the payload minus the registered claims iss, sub, aud, exp, nbf, iat,
-/// jti and minus `scopes` (DESIGN.md §4 "the remaining non-registered claims"; deliberately
-/// unlike the SDK's toAuth(), which keeps aud and scopes: those already reach the upstream as
-/// scopes), or null when nothing remains; claims_compact = compact_ascii_json(claims) or "".
+/// exp*1000; audience = `aud` (a string or an array of strings; [] when absent or null; any
+/// other shape, mixed arrays included, is `malformed`). `claims` = the payload minus the registered
+/// claims iss, sub, aud, exp, nbf, iat, jti and minus `scopes` (DESIGN.md §4 "the remaining
+/// non-registered claims"; deliberately unlike the SDK's toAuth(), which keeps aud and scopes:
+/// those already reach the upstream as scopes), or null when nothing remains; claims_compact =
+/// compact_ascii_json(claims) or "".
 jwt_verify_result verify_m2m_jwt(std::string_view token, const jwt_key_set& keys, sys_time now,
                                  std::chrono::milliseconds clock_skew) noexcept;
 

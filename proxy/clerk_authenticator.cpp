@@ -147,6 +147,18 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
     co_return make_result(decision_kind::auth_unavailable, v.reason, core::cache_result::miss);
 }
 
+/// Recipient scoping (DESIGN.md §12), applied to every allowed result — fresh, cached or stale
+/// — against the config this authenticator was built with: an identity cached under an older
+/// config (a reload that added auth.audience) is never reused for one it does not satisfy.
+/// The verified identity itself stays cached, so a refused JWT costs no signature check.
+auth_result scoped(auth_result r, const config::config& cfg) {
+    if (r.decision.kind == decision_kind::allow && r.id &&
+        !core::audience_allows(*r.id, cfg.auth.audience)) {
+        return make_result(decision_kind::invalid_token, "audience_mismatch", r.cache);
+    }
+    return r;
+}
+
 class clerk_authenticator final : public authenticator {
 public:
     explicit clerk_authenticator(state_ptr st) : st_(std::move(st)) {}
@@ -166,7 +178,8 @@ public:
         auto look = st->cache->lookup(key);
         if (look.result == core::cache_result::hit) {
             st->m.cache_lookup(core::cache_result::hit);
-            co_return make_result(decision_kind::allow, "", core::cache_result::hit, look.id);
+            co_return scoped(
+                make_result(decision_kind::allow, "", core::cache_result::hit, look.id), *st->cfg);
         }
         if (look.result == core::cache_result::negative_hit) {
             st->m.cache_lookup(core::cache_result::negative_hit);
@@ -190,7 +203,7 @@ public:
         // One lookup result per request: miss, or stale when the outage fallback served it
         // (or what the leader's re-check found).
         st->m.cache_lookup(r.cache.value_or(core::cache_result::miss));
-        co_return r;
+        co_return scoped(std::move(r), *st->cfg);
     }
 
     void start() override { st_->jwks->start(); }

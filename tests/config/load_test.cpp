@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -175,6 +176,7 @@ auth:
   accepts_token: [m2m_token, session_token, m2m_token]
   forward_authorization: true
   clock_skew: 0s
+  audience: [mch_self]
 cache:
   max_entries: 1
   ttl: 0s
@@ -249,6 +251,7 @@ threads: 4
           std::vector{core::token_type::m2m_token, core::token_type::session_token});
     CHECK(c.auth.forward_authorization);
     CHECK(c.auth.clock_skew == 0s);
+    CHECK(c.auth.audience == std::vector<std::string>{"mch_self"});
     CHECK(c.cache.max_entries == 1);
     CHECK(c.cache.ttl == 0s);
     CHECK(c.cache.negative_ttl == 1h);
@@ -636,7 +639,8 @@ TEST_CASE("config_error::to_string", "[config][load]") {
 
 TEST_CASE("every deploy/examples config loads with its documented environment",
           "[config][load][examples]") {
-    const env_lookup env = fake_env({{"CLERK_MACHINE_SECRET_KEY", "ak_example"}});
+    const env_lookup env = fake_env(
+        {{"CLERK_MACHINE_SECRET_KEY", "ak_example"}, {"CLERK_MACHINE_ID", "mch_example"}});
     const std::filesystem::path dir = std::filesystem::path(CLERK_SOURCE_DIR) / "deploy/examples";
     std::vector<std::string> names;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -659,4 +663,50 @@ TEST_CASE("examples without their required environment fail naming the variable"
                                     fake_env({}));
     REQUIRE(r.errors.size() == 1);
     CHECK(r.errors[0].problem == "environment variable CLERK_MACHINE_SECRET_KEY is not set");
+}
+
+TEST_CASE("auth.audience: recipient scoping of JWTs", "[config][load][audience]") {
+    const auto warns_audience = [](const load_result& r) {
+        return std::any_of(r.cfg->warnings.begin(), r.cfg->warnings.end(), [](const auto& w) {
+            return w.find("auth.audience is not set") != std::string::npos &&
+                   w.find("CLERK_MACHINE_ID") != std::string::npos;
+        });
+    };
+    SECTION("a list, a single string, an env variable; duplicates folded") {
+        const auto env = fake_env({{"SK", "sk_test_x"}, {"CLERK_MACHINE_ID", "mch_us"}});
+        const auto r = load(with_base("  secret_key: sk_test_x\nauth:\n  audience: "
+                                      "[\"${CLERK_MACHINE_ID}\", mch_b, mch_b]\n"),
+                            env);
+        INFO(dump(r.errors));
+        REQUIRE(r.ok());
+        CHECK(r.cfg->auth.audience == std::vector<std::string>{"mch_us", "mch_b"});
+        CHECK_FALSE(warns_audience(r));
+        const auto one = load(with_base("auth:\n  audience: mch_us\n"));
+        REQUIRE(one.ok());
+        CHECK(one.cfg->auth.audience == std::vector<std::string>{"mch_us"});
+    }
+    SECTION("unset while M2M JWTs can be verified: a warning naming the fix") {
+        const auto r = load(with_base("  secret_key: sk_test_x\n"));  // JWKS can be fetched
+        REQUIRE(r.ok());
+        CHECK(r.cfg->auth.audience.empty());
+        CHECK(warns_audience(r));
+        CHECK_FALSE(warns_audience(load(base)));  // no key source: JWTs are refused anyway
+    }
+    SECTION("no warning when M2M tokens are not accepted") {
+        const auto r =
+            load(with_base("  secret_key: sk_test_x\nauth:\n  accepts_token: [api_key]\n"));
+        INFO(dump(r.errors));
+        REQUIRE(r.ok());
+        CHECK_FALSE(warns_audience(r));
+    }
+    SECTION("an empty entry (an unset variable) is an error with its line, not a silent off") {
+        const std::string y = with_base("auth:\n  audience:\n    - \"${EMPTY}\"\n");
+        const auto r = load(y);
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].key == "auth.audience");
+        CHECK(r.errors[0].line == line_containing(y, "${EMPTY}"));
+        const auto bad = load(with_base("auth:\n  audience: {a: 1}\n"));
+        REQUIRE(bad.errors.size() == 1);
+        CHECK(bad.errors[0].key == "auth.audience");
+    }
 }

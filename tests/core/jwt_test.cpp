@@ -281,6 +281,53 @@ TEST_CASE("verify_m2m_jwt: identity mapping", "[jwt]") {
     }
 }
 
+TEST_CASE("verify_m2m_jwt: aud shapes and recipient scoping", "[jwt][audience]") {
+    using clerk::core::audience_allows;
+    const std::vector<std::string> us{"mch_us"};
+    const auto verify_aud = [](json aud) {
+        return verify_m2m_jwt(mint(header(), with(claims(), "aud", std::move(aud))), table_keys(),
+                              now, skew);
+    };
+    SECTION("an array naming us passes; naming only another machine fails") {
+        const auto ok = verify_aud({"mch_other", "mch_us"});
+        REQUIRE(ok.ok);
+        CHECK(*ok.id->audience == std::vector<std::string>{"mch_other", "mch_us"});
+        CHECK(audience_allows(*ok.id, us));
+        const auto other = verify_aud({"mch_other"});
+        REQUIRE(other.ok);
+        CHECK_FALSE(audience_allows(*other.id, us));
+        CHECK(audience_allows(*other.id, {"mch_x", "mch_other"}));  // any overlap
+    }
+    SECTION("a string aud") {
+        const auto r = verify_aud("mch_us");
+        REQUIRE(r.ok);
+        CHECK(audience_allows(*r.id, us));
+        CHECK_FALSE(audience_allows(*verify_aud("mch_usX").id, us));  // exact, not prefix
+    }
+    SECTION("no aud, null aud, empty array: verified, but no configured audience is met") {
+        for (const auto& r :
+             {verify_m2m_jwt(mint(header(), without(claims(), "aud")), table_keys(), now, skew),
+              verify_aud(nullptr), verify_aud(json::array())}) {
+            REQUIRE(r.ok);
+            REQUIRE(r.id->audience);
+            CHECK(r.id->audience->empty());
+            CHECK_FALSE(audience_allows(*r.id, us));
+            CHECK(audience_allows(*r.id, {}));  // not configured: not checked
+        }
+    }
+    SECTION("aud of another shape is malformed even when scopes are present") {
+        for (const json& bad : {json(7), json({{"a", 1}}), json({"mch_us", 1}), json(true),
+                                json({json::array({"mch_us"})})}) {
+            INFO(bad.dump());
+            CHECK(verify_aud(bad).reason == reason::malformed);
+        }
+    }
+    SECTION("an identity Clerk verified with our key carries no audience to check") {
+        clerk::core::identity opaque;
+        CHECK(audience_allows(opaque, us));
+    }
+}
+
 TEST_CASE("jwt_key_set::from_jwks_json", "[jwt][jwks]") {
     std::string error;
     SECTION("good set with two keys") {

@@ -39,6 +39,7 @@ PROXY_CONTAINER = "clerk-m2m-proxy"
 FAKE_ENV = {
     "CLERK_MACHINE_SECRET_KEY": "ak_fake_validation_only",
     "CLERK_SECRET_KEY": "sk_test_fake_validation_only",
+    "CLERK_MACHINE_ID": "mch_fake_validation_only",
 }
 SANITIZER_LIBS = ("libasan", "libubsan", "libtsan", "liblsan", "libhwasan")
 

@@ -5,7 +5,8 @@
 // signature), (2) a JWKS document and (3) a PEM text. Inputs whose first byte is 0 mod 4 also
 // take a signed path: the rest is split at the first '\n' into header and payload JSON text,
 // signed with the fuzz key, and verified. That reaches the claim rules behind the signature
-// check; an accepted token must satisfy the identity invariants, and the same token with one
+// check; an accepted token must satisfy the identity invariants (its audience is exactly the
+// signed `aud`, and auth.audience's overlap rule holds), and the same token with one
 // signature bit flipped must be refused.
 //
 // Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined -I. -Itests
@@ -15,6 +16,7 @@
 
 #include "fakes/jwt_minter.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -87,6 +90,28 @@ void signed_path(std::string_view rest) {
         for (const auto& key : {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scopes"}) {
             require(id.claims.is_null() || !id.claims.contains(key));
         }
+        // Recipient scoping: `audience` is exactly the signed `aud` (string or array of strings,
+        // [] when absent or null), and the overlap rule holds for a configured audience.
+        require(id.audience.has_value());
+        const auto payload = nlohmann::json::parse(rest.substr(nl + 1), nullptr, false);
+        require(payload.is_object());
+        std::vector<std::string> expected;
+        if (const auto aud = payload.find("aud"); aud != payload.end() && !aud->is_null()) {
+            if (aud->is_string()) {
+                expected.push_back(aud->get<std::string>());
+            } else {
+                require(aud->is_array());
+                for (const auto& item : *aud) {
+                    require(item.is_string());
+                    expected.push_back(item.get<std::string>());
+                }
+            }
+        }
+        require(*id.audience == expected);
+        require(clerk::core::audience_allows(id, {}));
+        const bool names_us =
+            std::find(expected.begin(), expected.end(), "mch_fuzz") != expected.end();
+        require(clerk::core::audience_allows(id, {"mch_none", "mch_fuzz"}) == names_us);
         // Flip one bit in the second-to-last signature character: it is all data bits, so
         // the encoding stays canonical and only the signature value changes.
         std::string forged = token;

@@ -229,6 +229,33 @@ TEST_CASE("cli: --check accepts a good config", "[cli]") {
     }
 }
 
+TEST_CASE("cli: --check warns when M2M JWTs are accepted with no auth.audience", "[cli]") {
+    temp_dir dir;
+    const std::string unscoped =
+        dir.write("unscoped.yaml", std::string(good_config) + "  secret_key: \"${CLI_IT_SK}\"\n");
+    auto env = key_env();
+    env["CLI_IT_SK"] = "sk_test_cli";
+    const auto r = run_proxy({"--config", unscoped, "--check"}, env);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "config ok\n");
+    CHECK_THAT(r.err, Catch::Matchers::Contains("warning: auth.audience is not set") &&
+                          Catch::Matchers::Contains("${CLERK_MACHINE_ID}"));
+
+    const std::string scoped =
+        dir.write("scoped.yaml", std::string(good_config) + "  secret_key: \"${CLI_IT_SK}\"\n" +
+                                     "auth:\n  audience: [\"${CLERK_MACHINE_ID}\"]\n");
+    env["CLERK_MACHINE_ID"] = "mch_cli";
+    const auto s = run_proxy({"--config", scoped, "--check"}, env);
+    CHECK(s.exit_code == 0);
+    CHECK(s.err.empty());
+    env.erase("CLERK_MACHINE_ID");
+    const auto unset = run_proxy({"--config", scoped, "--check"}, env);
+    CHECK(unset.exit_code == 2);
+    CHECK_THAT(unset.err,
+               Catch::Matchers::Contains(
+                   ":9: auth.audience: environment variable CLERK_MACHINE_ID is not set"));
+}
+
 TEST_CASE("cli: --check prints every error of a bad config and exits 2", "[cli]") {
     temp_dir dir;
     const std::string path = dir.write("bad.yaml", bad_config);
@@ -263,7 +290,9 @@ TEST_CASE("cli: --check prints every error of a bad config and exits 2", "[cli]"
 }
 
 TEST_CASE("every deploy/examples config passes --check", "[cli]") {
-    const std::map<std::string, std::string> env{{"CLERK_MACHINE_SECRET_KEY", "ak_example"}};
+    const std::map<std::string, std::string> env{{"CLERK_MACHINE_SECRET_KEY", "ak_example"},
+                                                 {"CLERK_SECRET_KEY", "sk_test_example"},
+                                                 {"CLERK_MACHINE_ID", "mch_example"}};
     for (const char* name : {"demo.yaml", "minimal.yaml", "sidecar.yaml", "gateway.yaml"}) {
         const std::string path = std::string(CLERK_SOURCE_DIR) + "/deploy/examples/" + name;
         INFO(path);

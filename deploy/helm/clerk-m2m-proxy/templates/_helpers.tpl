@@ -53,6 +53,9 @@ auth:
   accepts_token: {{ toJson .Values.auth.acceptsToken }}
   forward_authorization: {{ .Values.auth.forwardAuthorization }}
   clock_skew: {{ .Values.auth.clockSkew | quote }}
+{{- if .Values.clerk.machineId }}
+  audience: ["${CLERK_MACHINE_ID}"]
+{{- end }}
 cache:
   max_entries: {{ int .Values.cache.maxEntries }}
   ttl: {{ .Values.cache.ttl | quote }}

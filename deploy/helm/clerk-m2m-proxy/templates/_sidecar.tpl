@@ -40,6 +40,10 @@ The ConfigMap (and Secret) come from this chart, named after the same release.
           name: {{ include "clerk-m2m-proxy.secretName" . }}
           key: {{ .Values.clerk.secretKeys.secretKey }}
           optional: true
+    {{- if .Values.clerk.machineId }}
+    - name: CLERK_MACHINE_ID
+      value: {{ .Values.clerk.machineId | quote }}
+    {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz

@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """Load benchmark of clerk-m2m-proxy against its peers, on loopback only, bounded in time.
 
-Cases (issue #6):
+The conditions are those of an independent user's measurement (issue #14): each process under
+test has one core (pinned to CPU 0; wrk, the upstream and the Clerk emulator on CPU 1), one
+worker / event loop, `wrk -t1 -c50`, `GET /` with `Authorization: Bearer <token>` rotating over
+100 tokens, the upstream an nginx returning a fixed 32-byte body over keep-alive, our proxy with
+`threads: 1`, `log.level: warn`, `access_log: false` unless the case says otherwise.
+
+Cases:
   a  direct to the upstream (nginx, 1 worker, fixed response)
   b  nginx as a plain reverse proxy, upstream keep-alive, no auth, 1 worker
-  c  clerk-m2m-proxy, threads 1, opaque M2M tokens, cache warm
-  d  clerk-m2m-proxy, threads 1, opaque tokens, cache cold (Clerk emulator latency applies)
-  e  clerk-m2m-proxy, threads 1, M2M JWT tokens (local verification), cache warm
-  e1 clerk-m2m-proxy, threads 1, M2M JWT tokens, first seen (cache off: every request verifies)
+  c  clerk-m2m-proxy, opaque M2M tokens, cache warm
+  cl clerk-m2m-proxy, opaque, cache warm, access log on (JSON to a file)
+  d  clerk-m2m-proxy, opaque tokens, cache cold (Clerk emulator latency applies)
+  e  clerk-m2m-proxy, M2M JWT tokens (local verification), cache warm
+  e1 clerk-m2m-proxy, M2M JWT tokens, first seen (cache off: every request verifies)
   f  Node proxy on @clerk/backend authenticateRequest + an LRU cache, warm
 
-The process under test is pinned to CPU 0, wrk and the upstream to CPU 1. For each case: req/s,
-p50/p99 latency, non-2xx count, Clerk calls, CPU time of the process under test per request
-(user+sys from /proc), peak RSS (VmHWM). Results go to bench/RESULTS.md.
+For each case: req/s, p50/p99 latency, non-2xx count, Clerk calls, CPU time of the process under
+test per request (user+sys from /proc), heap allocations per request (an LD_PRELOAD counter,
+bench/alloc_count.c, read before and after the measured run), syscalls per request (a separate
+short run under `strace -c -f`, which slows the process but not what it calls per request) and
+peak RSS. Results go to bench/RESULTS.md.
 """
 import json
 import os
@@ -34,11 +43,17 @@ EMULATOR = os.path.join(BIN, "tests", "emulator", "clerk-emulator")
 NODE_PEER = os.path.join(ROOT, "bench", "node-proxy", "server.mjs")
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "1"))
+STRACE_SECONDS = int(os.environ.get("BENCH_STRACE_SECONDS", "3"))
+UPSTREAM_BODY = "0123456789abcdef0123456789abcde\n"  # 32 bytes
+ALLOC_SO = os.environ.get("BENCH_ALLOC_SO", "")
+# Another build of the proxy (e.g. the previous main) measured in the same run as case c0.
+BASELINE = os.environ.get("BENCH_BASELINE_BIN", "")
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
-CASES = os.environ.get("BENCH_CASES", "a b c d e e1 f").split()
+CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f").split()
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
 NCPU = os.cpu_count() or 1
 CPU_TESTED = "0"
@@ -58,9 +73,11 @@ class Procs:
     def __init__(self):
         self.procs = []
 
-    def start(self, args, cpu=None, env=None, **kw):
+    def start(self, args, cpu=None, env=None, alloc_file=None, **kw):
         if cpu is not None and shutil.which("taskset"):
             args = ["taskset", "-c", cpu] + args
+        if alloc_file and ALLOC_SO:
+            env = dict(env or os.environ, LD_PRELOAD=ALLOC_SO, ALLOC_COUNT_FILE=alloc_file)
         p = subprocess.Popen(args, env=env, start_new_session=True, **kw)
         self.procs.append(p)
         return p
@@ -137,6 +154,33 @@ def rss_mib(pid):
     return 0.0
 
 
+def read_allocs(path):
+    try:
+        with open(path, "rb") as f:
+            return int.from_bytes(f.read(8), "little")
+    except (OSError, TypeError):
+        return None
+
+
+def parse_strace(path):
+    """(total calls, {syscall: calls}) from `strace -c` output."""
+    per, total = {}, 0
+    try:
+        text = open(path).read()
+    except OSError:
+        return 0, {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and "." in f[0]:
+            name = f[-1]
+            calls = int(f[3])
+            if name == "total":
+                total = calls
+            else:
+                per[name] = calls
+    return total, per
+
+
 def parse_wrk(out):
     def num(rx, conv=float, default=0):
         m = re.search(rx, out)
@@ -163,8 +207,8 @@ def run_wrk(port, seconds, tokens_file=None):
     env = dict(os.environ)
     if tokens_file:
         env["BENCH_TOKENS"] = tokens_file
-    args = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency",
-            "-s", os.path.join(ROOT, "bench", "tokens.lua"), f"http://127.0.0.1:{port}/bench"]
+    args = ["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency",
+            "-s", os.path.join(ROOT, "bench", "tokens.lua"), f"http://127.0.0.1:{port}/"]
     if shutil.which("taskset"):
         args = ["taskset", "-c", CPU_LOAD] + args
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -202,7 +246,7 @@ http {{
     def start_upstream(self):
         self.up_port = free_port()
         conf = self.nginx("upstream", f"""server {{ listen 127.0.0.1:{self.up_port};
-    location / {{ default_type text/plain; return 200 "ok\\n"; }} }}""")
+    location / {{ default_type text/plain; return 200 "{UPSTREAM_BODY.strip()}\\n"; }} }}""")
         self.upstream = self.procs.start(["nginx", "-p", self.work, "-c", conf], cpu=CPU_LOAD,
                                          stdout=subprocess.DEVNULL)
         wait_for_port(self.up_port)
@@ -242,7 +286,7 @@ http {{
     def set_latency(self, ms):
         http_json("POST", f"{self.clerk}/__emulator/latency", {"ms": ms})
 
-    def start_proxy(self, name, ttl="60s", jwt=False):
+    def start_proxy(self, name, ttl="60s", access_log=False, binary=PROXY):
         port, admin = free_port(), free_port()
         cfg = os.path.join(self.work, f"{name}.yaml")
         with open(cfg, "w") as f:
@@ -261,25 +305,49 @@ admin:
   listen: "127.0.0.1:{admin}"
 log:
   level: warn
-  access_log: false
+  access_log: {"true" if access_log else "false"}
 threads: 1
 """)
         log = os.path.join(self.work, f"{name}.log")
-        p = self.procs.start([PROXY, "--config", cfg], cpu=CPU_TESTED, stdout=open(log, "w"),
-                             stderr=subprocess.STDOUT)
+        alloc_file = os.path.join(self.work, f"{name}.allocs")
+        p = self.procs.start([binary, "--config", cfg], cpu=CPU_TESTED, stdout=open(log, "w"),
+                             stderr=subprocess.STDOUT, alloc_file=alloc_file)
         wait_for_port(port)
         wait_for_port(admin)
+        p.alloc_file = alloc_file
         return p, port
 
     # -- measurement -------------------------------------------------------------------------
-    def measure(self, case, label, pid, port, tokens=None, warm=True):
+    def syscalls(self, pid, port, tokens):
+        """Syscalls per request of `pid` over a short run under strace -c -f."""
+        if not pid or STRACE_SECONDS <= 0 or not shutil.which("strace"):
+            return float("nan"), {}
+        out = os.path.join(self.work, f"strace-{pid}.txt")
+        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", out, "-p", str(pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached to every thread before the load starts
+        r = run_wrk(port, STRACE_SECONDS, tokens)
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+        total, per = parse_strace(out)
+        n = max(r["requests"], 1)
+        return total / n, {k: v / n for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
+
+    def measure(self, case, label, pid, port, tokens=None, warm=True, alloc_file=None):
         if warm and WARMUP > 0:
             run_wrk(port, WARMUP, tokens)
         before_calls = self.clerk_stats()
         before_cpu = cpu_seconds(pid) if pid else 0.0
+        before_allocs = read_allocs(alloc_file)
         r = run_wrk(port, DURATION, tokens)
+        after_allocs = read_allocs(alloc_file)
         after_cpu = cpu_seconds(pid) if pid else 0.0
         after_calls = self.clerk_stats()
+        r["allocs_per_req"] = ((after_allocs - before_allocs) / r["requests"]
+                               if before_allocs is not None and after_allocs is not None
+                               and r["requests"] else float("nan"))
+        r["syscalls_per_req"], r["syscalls"] = (self.syscalls(pid, port, tokens) if warm
+                                                else (float("nan"), {}))
         r["label"] = label
         r["clerk_calls"] = (after_calls["verify_calls"] - before_calls["verify_calls"]
                             + after_calls["jwks_calls"] - before_calls["jwks_calls"])
@@ -288,7 +356,8 @@ threads: 1
         r["rss_mib"] = peak_rss_mib(pid) if pid else float("nan")
         self.results[case] = r
         print(f"  {case}: {r['rps']:.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms "
-              f"non2xx {r['non2xx']} clerk {r['clerk_calls']} cpu/req {r['cpu_us_per_req']:.1f} us",
+              f"non2xx {r['non2xx']} clerk {r['clerk_calls']} cpu/req {r['cpu_us_per_req']:.1f} us "
+              f"allocs/req {r['allocs_per_req']:.1f} syscalls/req {r['syscalls_per_req']:.2f}",
               flush=True)
 
     def run(self):
@@ -306,30 +375,32 @@ threads: 1
   server {{ listen 127.0.0.1:{port};
     location / {{ proxy_pass http://up; proxy_http_version 1.1;
                  proxy_set_header Connection ""; }} }}""")
+            nginx_allocs = os.path.join(self.work, "nginx-peer.allocs")
             master = self.procs.start(["nginx", "-p", self.work, "-c", conf], cpu=CPU_TESTED,
-                                      stdout=subprocess.DEVNULL)
+                                      stdout=subprocess.DEVNULL, alloc_file=nginx_allocs)
             wait_for_port(port)
             # taskset execs nginx, so master.pid is the nginx master; measure its one worker.
             worker = int(subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
                                         text=True).stdout.split()[0])
-            self.measure("b", "nginx reverse proxy, no auth", worker, port)
+            self.measure("b", "nginx reverse proxy, no auth", worker, port, alloc_file=nginx_allocs)
             self.procs.stop(master)
-        if "c" in CASES:
-            p, port = self.start_proxy("warm")
-            self.measure("c", "clerk-m2m-proxy, opaque, cache warm", p.pid, port, opaque)
-            self.procs.stop(p)
-        if "d" in CASES:
-            p, port = self.start_proxy("cold")
-            self.measure("d", f"clerk-m2m-proxy, opaque, cache cold ({LATENCY_MS} ms Clerk)",
-                         p.pid, port, opaque, warm=False)
-            self.procs.stop(p)
-        if "e" in CASES:
-            p, port = self.start_proxy("jwt")
-            self.measure("e", "clerk-m2m-proxy, JWT, cache warm", p.pid, port, jwts)
-            self.procs.stop(p)
-        if "e1" in CASES:
-            p, port = self.start_proxy("jwt-nocache", ttl="0s")
-            self.measure("e1", "clerk-m2m-proxy, JWT, first seen (no cache)", p.pid, port, jwts)
+        ours = [("c", "warm", {}, "clerk-m2m-proxy, opaque, cache warm", opaque, True),
+                ("cl", "warm-log", {"access_log": True},
+                 "clerk-m2m-proxy, opaque, cache warm, access log on", opaque, True),
+                ("d", "cold", {}, f"clerk-m2m-proxy, opaque, cache cold ({LATENCY_MS} ms Clerk)",
+                 opaque, False),
+                ("e", "jwt", {}, "clerk-m2m-proxy, JWT, cache warm", jwts, True),
+                ("e1", "jwt-nocache", {"ttl": "0s"}, "clerk-m2m-proxy, JWT, first seen (no cache)",
+                 jwts, True)]
+        if BASELINE:
+            ours.insert(0, ("c0", "baseline", {"binary": BASELINE},
+                            f"baseline build ({os.path.basename(BASELINE)}), opaque, cache warm",
+                            opaque, True))
+        for case, name, opts, label, tokens, warm in ours:
+            if case not in CASES and case != "c0":
+                continue
+            p, port = self.start_proxy(name, **opts)
+            self.measure(case, label, p.pid, port, tokens, warm=warm, alloc_file=p.alloc_file)
             self.procs.stop(p)
         if "f" in CASES and shutil.which("node"):
             port = free_port()
@@ -337,10 +408,13 @@ threads: 1
                        CLERK_API_URL=self.clerk, CLERK_MACHINE_SECRET_KEY=self.api_key,
                        CLERK_SECRET_KEY="sk_test_emulator", CLERK_TELEMETRY_DISABLED="1")
             log = os.path.join(self.work, "node.log")
+            node_allocs = os.path.join(self.work, "node.allocs")
             p = self.procs.start(["node", NODE_PEER], cpu=CPU_TESTED, env=env,
-                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                 stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                 alloc_file=node_allocs)
             wait_for_port(port)
-            self.measure("f", "Node proxy (@clerk/backend + LRU)", p.pid, port, opaque)
+            self.measure("f", "Node proxy (@clerk/backend + LRU)", p.pid, port, opaque,
+                         alloc_file=node_allocs)
             self.procs.stop(p)
         self.memory = self.memory_bench() if MEMORY else {}
         self.write_results()
@@ -370,19 +444,27 @@ threads: 1
             "",
             f"Run {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `bench/run.sh` on "
             f"{os.uname().nodename} ({NCPU} CPUs, {os.uname().machine}, Linux {os.uname().release}).",
-            f"Parameters: wrk 2 threads, {CONNECTIONS} connections, {DURATION} s per case after a "
-            f"{WARMUP} s warm-up, {TOKENS} rotating tokens, Clerk emulator latency {LATENCY_MS} ms. "
-            f"Process under test pinned to CPU {CPU_TESTED}; wrk, upstream and emulator to CPU {CPU_LOAD}.",
-            "Ratios are to case (b), nginx as a plain reverse proxy, in the same run.",
+            f"Parameters: wrk {WRK_THREADS} thread(s), {CONNECTIONS} connections, {DURATION} s per "
+            f"case after a {WARMUP} s warm-up, `GET /` with {TOKENS} rotating tokens, upstream nginx "
+            f"returning a {len(UPSTREAM_BODY)}-byte body over keep-alive, Clerk emulator latency "
+            f"{LATENCY_MS} ms. Each process under test has one core (CPU {CPU_TESTED}) and one "
+            f"worker / event loop; wrk, upstream and emulator run on CPU {CPU_LOAD}.",
+            "Ratios are to case (b), nginx as a plain reverse proxy, in the same run. Allocations: "
+            "heap allocation calls per request (LD_PRELOAD counter, `bench/alloc_count.c`); "
+            f"syscalls: per request over a separate {STRACE_SECONDS} s run under `strace -c -f`.",
             "",
-            "| case | req/s | × nginx | p50 ms | p99 ms | × nginx p99 | non-2xx | Clerk calls | CPU µs/req | × nginx CPU | peak RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| case | req/s | × nginx | p50 ms | p99 ms | × nginx p99 | non-2xx | Clerk calls "
+            "| CPU µs/req | × nginx CPU | allocs/req | syscalls/req | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
 
         def ratio(x, y):
             return f"{x / y:.2f}" if y and y == y and x == x and y > 0 else "–"
 
-        for case in ["a", "b", "c", "d", "e", "e1", "f"]:
+        def num(x, fmt):
+            return "–" if x != x else format(x, fmt)
+
+        for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f"]:
             r = self.results.get(case)
             if not r:
                 continue
@@ -390,8 +472,17 @@ threads: 1
                 f"| ({case}) {r['label']} | {r['rps']:.0f} | {ratio(r['rps'], b['rps']) if b else '–'} "
                 f"| {r['p50']:.2f} | {r['p99']:.2f} | {ratio(r['p99'], b['p99']) if b else '–'} "
                 f"| {r['non2xx'] + r['errors']} | {r['clerk_calls']} "
-                f"| {r['cpu_us_per_req']:.1f} | {ratio(r['cpu_us_per_req'], b['cpu_us_per_req']) if b else '–'} "
-                f"| {r['rss_mib']:.1f} |")
+                f"| {num(r['cpu_us_per_req'], '.1f')} "
+                f"| {ratio(r['cpu_us_per_req'], b['cpu_us_per_req']) if b else '–'} "
+                f"| {num(r['allocs_per_req'], '.1f')} | {num(r['syscalls_per_req'], '.2f')} "
+                f"| {num(r['rss_mib'], '.1f')} |")
+        breakdown = [(c, self.results[c]) for c in ["b", "c0", "c", "f"]
+                     if c in self.results and self.results[c].get("syscalls")]
+        if breakdown:
+            lines += ["", "## Syscalls per request (strace -c -f)", ""]
+            for case, r in breakdown:
+                top = ", ".join(f"{k} {v:.2f}" for k, v in list(r["syscalls"].items())[:8])
+                lines.append(f"- ({case}) {r['label']}: {top}")
         if self.memory:
             m = self.memory
             lines += ["", "## Memory", "",

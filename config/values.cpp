@@ -287,8 +287,16 @@ std::string parse_api_url(std::string_view text, clerk_config& out) {
     out.api_host = u.auth.host;
     out.api_port = u.auth.port.value_or(u.https ? 443 : 80);
     out.api_base_path = u.base_path;
-    out.api_url = (u.https ? "https://" : "http://") + bracketed(u.auth) +
-                  (u.auth.port ? ":" + std::to_string(*u.auth.port) : "") + u.base_path;
+    // Appended piece by piece: `"https://" + std::string&&` is an insert at position 0, which
+    // GCC 12 at -O3 (Release) misreads as an overlapping copy (-Wrestrict, GCC bug 105329).
+    std::string url = u.https ? "https://" : "http://";
+    url += bracketed(u.auth);
+    if (u.auth.port) {
+        url += ':';
+        url += std::to_string(*u.auth.port);
+    }
+    url += u.base_path;
+    out.api_url = std::move(url);
     return "";
 }
 

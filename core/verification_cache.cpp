@@ -1,9 +1,15 @@
 #include "core/verification_cache.hpp"
 
-#include <openssl/core_names.h>
+// The token digest runs on every request. OpenSSL 3's EVP_MAC path allocates contexts and looks
+// the digest up by name on each call; the SHA256_* functions (deprecated for new code, kept in
+// OpenSSL 3) run on a stack context with no allocation, and the HMAC around them is the RFC 2104
+// construction with the keyed states computed once. Checked against RFC 4231 and EVP's HMAC.
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -26,15 +32,6 @@ namespace {
     std::abort();
 }
 
-// Fetched once: EVP_MAC_fetch is comparatively slow and takes a global lock.
-EVP_MAC* hmac_algorithm() {
-    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-    if (mac == nullptr) {
-        crypto_failure("EVP_MAC_fetch(HMAC)");
-    }
-    return mac;
-}
-
 std::uint64_t load_u64(const token_digest& d, std::size_t offset) {
     std::uint64_t v = 0;
     std::memcpy(&v, d.data() + offset, sizeof v);
@@ -55,10 +52,16 @@ std::size_t share_of(std::size_t total, std::size_t n, std::size_t index) {
 
 }  // namespace
 
+struct token_hasher::keyed_state {
+    SHA256_CTX inner;  ///< after (K xor ipad)
+    SHA256_CTX outer;  ///< after (K xor opad)
+};
+
 token_hasher::token_hasher() {
     if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) {
         crypto_failure("RAND_bytes");
     }
+    precompute();
 }
 
 token_hasher::token_hasher(std::string_view key) {
@@ -66,35 +69,47 @@ token_hasher::token_hasher(std::string_view key) {
     // a longer key is compressed with SHA-256 (fixed width is all the tests need).
     if (key.size() <= key_.size()) {
         std::memcpy(key_.data(), key.data(), key.size());
-        return;
+    } else {
+        unsigned int len = 0;
+        if (EVP_Digest(key.data(), key.size(), key_.data(), &len, EVP_sha256(), nullptr) != 1) {
+            crypto_failure("EVP_Digest(SHA256)");
+        }
     }
-    unsigned int len = 0;
-    if (EVP_Digest(key.data(), key.size(), key_.data(), &len, EVP_sha256(), nullptr) != 1) {
-        crypto_failure("EVP_Digest(SHA256)");
+    precompute();
+}
+
+void token_hasher::precompute() {
+    // RFC 2104: K0 = key zero-padded to the 64-byte block; inner = H(K0^ipad || m),
+    // outer = H(K0^opad || inner).
+    std::array<unsigned char, SHA256_CBLOCK> ipad{};
+    std::array<unsigned char, SHA256_CBLOCK> opad{};
+    for (std::size_t i = 0; i < ipad.size(); ++i) {
+        const unsigned char k = i < key_.size() ? key_[i] : 0;
+        ipad[i] = static_cast<unsigned char>(k ^ 0x36);
+        opad[i] = static_cast<unsigned char>(k ^ 0x5c);
     }
+    auto st = std::make_shared<keyed_state>();
+    if (SHA256_Init(&st->inner) != 1 || SHA256_Update(&st->inner, ipad.data(), ipad.size()) != 1 ||
+        SHA256_Init(&st->outer) != 1 || SHA256_Update(&st->outer, opad.data(), opad.size()) != 1) {
+        crypto_failure("SHA256_Init");
+    }
+    OPENSSL_cleanse(ipad.data(), ipad.size());
+    OPENSSL_cleanse(opad.data(), opad.size());
+    state_ = std::move(st);
 }
 
 token_digest token_hasher::digest(std::string_view token) const {
     token_digest out{};
-    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(hmac_algorithm());
-    if (ctx == nullptr) {
-        crypto_failure("EVP_MAC_CTX_new");
-    }
-    char digest_name[] = "SHA256";
-    const OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-        OSSL_PARAM_construct_end()};
-    static const unsigned char empty = 0;
-    const auto* data =
-        token.empty() ? &empty : reinterpret_cast<const unsigned char*>(token.data());
-    std::size_t len = 0;
-    const bool ok = EVP_MAC_init(ctx, key_.data(), key_.size(), params) == 1 &&
-                    EVP_MAC_update(ctx, data, token.size()) == 1 &&
-                    EVP_MAC_final(ctx, out.data(), &len, out.size()) == 1 && len == out.size();
-    EVP_MAC_CTX_free(ctx);
-    if (!ok) {
+    SHA256_CTX ctx = state_->inner;
+    std::array<unsigned char, SHA256_DIGEST_LENGTH> inner{};
+    const bool ok = SHA256_Update(&ctx, token.data(), token.size()) == 1 &&
+                    SHA256_Final(inner.data(), &ctx) == 1;
+    ctx = state_->outer;
+    if (!ok || SHA256_Update(&ctx, inner.data(), inner.size()) != 1 ||
+        SHA256_Final(out.data(), &ctx) != 1) {
         crypto_failure("HMAC-SHA256");
     }
+    OPENSSL_cleanse(&ctx, sizeof ctx);
     return out;
 }
 

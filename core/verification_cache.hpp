@@ -15,14 +15,21 @@ namespace clerk::core {
 using token_digest = std::array<std::uint8_t, 32>;
 
 /// HMAC-SHA256(key, token). The key is per process (random), so digests are useless outside it.
+/// The keyed inner and outer SHA-256 states are computed once, so a digest costs three
+/// compression rounds for a short token and no allocation (it runs on every request).
+/// Thread safety: digest() may be called concurrently.
 class token_hasher {
 public:
     token_hasher();                               ///< random 32-byte key from OpenSSL RAND
     explicit token_hasher(std::string_view key);  ///< fixed key (tests)
     token_digest digest(std::string_view token) const;
 
+    struct keyed_state;  ///< the SHA-256 states after the ipad and opad blocks
+
 private:
+    void precompute();
     std::array<std::uint8_t, 32> key_{};
+    std::shared_ptr<const keyed_state> state_;
 };
 
 struct token_digest_hash {

@@ -2,6 +2,9 @@
 
 #include "proxy/logging.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 
 namespace clerk::proxy {
@@ -34,19 +37,7 @@ void json_raw(std::string& out, std::string_view key, std::string_view value) {
 }
 
 // Text values are client-controlled (method, path, request id): the same escaping as JSON keeps
-// them on one line and free of control characters.
-void text_pair(std::string& out, std::string_view key, std::string_view value) {
-    if (!out.empty()) {
-        out.push_back(' ');
-    }
-    out += key;
-    out.push_back('=');
-    if (value.empty()) {
-        out.push_back('-');
-    } else {
-        append_json_escaped(out, value);
-    }
-}
+// them on one line and free of control characters (append_access_text).
 
 std::string_view cache_name(const access_record& r) {
     return r.cache ? core::to_string(*r.cache) : std::string_view("none");
@@ -54,9 +45,7 @@ std::string_view cache_name(const access_record& r) {
 
 }  // namespace
 
-std::string format_access_json(const access_record& r) {
-    std::string out;
-    out.reserve(256);
+void append_access_json(std::string& out, const access_record& r) {
     out += "{\"time\":\"";
     out += format_utc_time(r.time);
     out += R"(","level":"info","logger":"access","msg":"request")";
@@ -72,23 +61,98 @@ std::string format_access_json(const access_record& r) {
     json_string(out, "cache", cache_name(r), false);
     json_raw(out, "upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "null");
     out.push_back('}');
+}
+
+/// Pairs are separated by one space; the first one (at `start`) has no leading space.
+void append_access_text(std::string& out, const access_record& r) {
+    const auto start = out.size();
+    const auto pair = [&out, start](std::string_view key, std::string_view value) {
+        if (out.size() > start) {
+            out.push_back(' ');
+        }
+        out += key;
+        out.push_back('=');
+        if (value.empty()) {
+            out.push_back('-');
+        } else {
+            append_json_escaped(out, value);
+        }
+    };
+    pair("time", format_utc_time(r.time));
+    pair("request_id", r.request_id);
+    pair("method", r.method);
+    pair("path", r.path);
+    pair("status", std::to_string(r.status));
+    pair("duration_ms", fixed3(r.duration_ms));
+    pair("bytes", std::to_string(r.bytes));
+    pair("token_type", r.token_type ? core::to_string(*r.token_type) : "");
+    pair("subject", r.subject);
+    pair("token_id", r.token_id);
+    pair("cache", cache_name(r));
+    pair("upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "");
+}
+
+/// write(2) all of `data`, retrying on EINTR and short writes; gives up on any other error (a
+/// closed stderr must not stop the proxy).
+void write_all(std::string_view data) {
+    while (!data.empty()) {
+        const auto n = ::write(STDERR_FILENO, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return;
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+constexpr std::size_t flush_at = 16 * 1024;
+constexpr std::size_t atomic_write = 4096;  // PIPE_BUF: one write(2) of this size never mixes
+
+/// This thread's pending lines; written out when the thread ends.
+struct line_buffer {
+    std::string data;
+    bool batching = false;
+    line_buffer() { data.reserve(flush_at + 1024); }
+    ~line_buffer() { flush(); }
+    line_buffer(const line_buffer&) = delete;
+    line_buffer& operator=(const line_buffer&) = delete;
+
+    void flush() {
+        std::string_view rest = data;
+        while (!rest.empty()) {
+            std::size_t n = rest.size();
+            if (n > atomic_write) {
+                // Cut after the last complete line that fits; a single longer line goes whole.
+                const auto nl = rest.rfind('\n', atomic_write - 1);
+                n = nl == std::string_view::npos ? rest.find('\n') + 1 : nl + 1;
+                if (n == 0) {
+                    n = rest.size();
+                }
+            }
+            write_all(rest.substr(0, n));
+            rest.remove_prefix(n);
+        }
+        data.clear();
+    }
+};
+
+line_buffer& thread_buffer() {
+    thread_local line_buffer b;
+    return b;
+}
+
+std::string format_access_json(const access_record& r) {
+    std::string out;
+    out.reserve(256);
+    append_access_json(out, r);
     return out;
 }
 
 std::string format_access_text(const access_record& r) {
     std::string out;
-    text_pair(out, "time", format_utc_time(r.time));
-    text_pair(out, "request_id", r.request_id);
-    text_pair(out, "method", r.method);
-    text_pair(out, "path", r.path);
-    text_pair(out, "status", std::to_string(r.status));
-    text_pair(out, "duration_ms", fixed3(r.duration_ms));
-    text_pair(out, "bytes", std::to_string(r.bytes));
-    text_pair(out, "token_type", r.token_type ? core::to_string(*r.token_type) : "");
-    text_pair(out, "subject", r.subject);
-    text_pair(out, "token_id", r.token_id);
-    text_pair(out, "cache", cache_name(r));
-    text_pair(out, "upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "");
+    append_access_text(out, r);
     return out;
 }
 
@@ -96,13 +160,32 @@ void log_access(const config::log_config& cfg, const access_record& r) {
     if (!cfg.access_log) {
         return;
     }
-    static const auto logger = get_logger("access");
-    // The line is passed as an argument, never as a format string: it holds client bytes.
+    auto& b = thread_buffer();
+    // The line holds client bytes (method, path, request id): they are escaped by the appenders
+    // and never used as a format string.
     if (cfg.format == config::log_format::json) {
-        logger->info("{}", format_access_json(r));
+        append_access_json(b.data, r);
     } else {
-        logger->info("{}", format_access_text(r));
+        b.data += format_utc_time(std::chrono::system_clock::now());
+        b.data += " info [access] ";
+        append_access_text(b.data, r);
     }
+    b.data.push_back('\n');
+    if (!b.batching || b.data.size() >= flush_at) {
+        b.flush();
+    }
+}
+
+void access_log_batching(bool on) {
+    auto& b = thread_buffer();
+    b.batching = on;
+    if (!on) {
+        b.flush();
+    }
+}
+
+void flush_access_log() {
+    thread_buffer().flush();
 }
 
 }  // namespace clerk::proxy

@@ -5,13 +5,6 @@
 // upstreams) a unix-domain socket. A std::variant instead of templates keeps the session and the
 // relay compiled once; the dispatch cost of std::visit per I/O call is noise next to a syscall.
 
-// GCC 12 reports false "potential null pointer dereference" warnings inside Asio/Beast internals
-// (shared_ptr-held implementations) when inlined at -O2; every translation unit that includes
-// this header instantiates them, so the warning is switched off for those units.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/basic_stream.hpp>

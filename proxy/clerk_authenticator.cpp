@@ -1,11 +1,5 @@
 #include "proxy/clerk_authenticator.hpp"
 
-// GCC 12 reports -Wnull-dereference inside Asio's strand<any_io_executor> equality (inlined
-// from system headers; a known false positive). Scoped to this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "core/jwt.hpp"
 #include "proxy/auth_factory.hpp"
 #include "proxy/clerk_flight.hpp"

@@ -2,12 +2,6 @@
 
 #include "proxy/logging.hpp"
 
-// GCC 12 reports -Wnull-dereference inside Asio's strand<any_io_executor> equality (inlined
-// from system headers; a known false positive). Scoped to this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>

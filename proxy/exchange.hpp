@@ -28,14 +28,32 @@ namespace http = boost::beast::http;
 /// which (with the parsers' header limits) bounds a connection's memory whatever the body size.
 inline constexpr std::size_t body_chunk_bytes = 64 * 1024;
 
+/// A connection's body buffer: allocated when its first body moves (never zero-filled: it is
+/// always written before it is read) and reused by the connection's later requests, so a
+/// request without a body, or a kept-alive connection's next one, costs no allocation.
+class body_chunk {
+public:
+    char* get() {
+        if (!data_) {
+            data_ = std::make_unique_for_overwrite<char[]>(body_chunk_bytes);
+        }
+        return data_.get();
+    }
+
+private:
+    std::unique_ptr<char[]> data_;
+};
+
 struct exchange {
     exchange(any_stream& c, beast::flat_buffer& b, http::request_parser<http::buffer_body>& p,
-             const runtime& r, const connection_registry& reg, std::string_view peer, bool tls)
+             const runtime& r, const connection_registry& reg, body_chunk& body,
+             std::string_view peer, bool tls)
         : client(c),
           client_buffer(b),
           parser(p),
           rt(r),
           registry(reg),
+          chunk(body),
           peer_ip(peer),
           downstream_tls(tls) {}
     // --- the downstream side (owned by the session)
@@ -44,6 +62,7 @@ struct exchange {
     http::request_parser<http::buffer_body>& parser;
     const runtime& rt;
     const connection_registry& registry;
+    body_chunk& chunk;
     std::string_view peer_ip;
     bool downstream_tls = false;
 

@@ -1,11 +1,5 @@
 #include "proxy/jwks.hpp"
 
-// GCC 12 reports -Wnull-dereference inside Asio's strand<any_io_executor> equality (inlined
-// from system headers; a known false positive). Scoped to this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "proxy/clerk_flight.hpp"
 #include "proxy/logging.hpp"
 

@@ -1,19 +1,16 @@
 #include "proxy/listener.hpp"
 
-// GCC 12 reports a false "potential null pointer dereference" inside asio's strand
-// implementation (shared_ptr<strand_impl>::get) when make_strand is inlined at -O2.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "proxy/logging.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
 
 namespace clerk::proxy {
 namespace {
@@ -31,7 +28,8 @@ std::string to_string(const tcp::endpoint& ep) {
 }
 
 std::unique_ptr<listener> listener::bind(net::any_io_executor exec,
-                                         const config::listen_address& addr, std::string& error) {
+                                         const config::listen_address& addr, std::string& error,
+                                         bool reuse_port) {
     const auto fail = [&](const error_code& ec) {
         error = "cannot listen on " + addr.text + ": " + ec.message();
         return nullptr;
@@ -50,12 +48,18 @@ std::unique_ptr<listener> listener::bind(net::any_io_executor exec,
         }
         ep = results.begin()->endpoint();
     }
-    tcp::acceptor acceptor(net::make_strand(exec));
+    tcp::acceptor acceptor(exec);
     acceptor.open(ep.protocol(), ec);
     if (ec) {
         return fail(ec);
     }
     acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (reuse_port) {
+        const int on = 1;
+        if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+            return fail(error_code(errno, boost::system::system_category()));
+        }
+    }
     acceptor.bind(ep, ec);
     if (ec) {
         return fail(ec);
@@ -76,7 +80,7 @@ net::awaitable<void> listener::run(accept_handler on_accept) {
     auto log = get_logger("listener");
     auto last_warning = std::chrono::steady_clock::time_point{};
     for (;;) {
-        auto [ec, socket] = co_await acceptor_.async_accept(net::make_strand(exec_), use_tuple);
+        auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
             co_return;
         }

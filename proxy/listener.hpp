@@ -13,17 +13,21 @@
 
 namespace clerk::proxy {
 
-/// Thread safety: run() runs on the listener's own strand; close() may be called from any
-/// thread. Lifetime: must outlive run() (the server keeps it until the io_context stopped).
+/// Thread safety: run() runs on the listener's event loop (one thread); close() may be called
+/// from any thread. Lifetime: must outlive run() (the server keeps it until its loop stopped).
 class listener {
 public:
-    /// Called for each accepted socket, whose executor is a new strand for that connection.
+    /// Called for each accepted socket, on the listener's loop; the socket belongs to that loop
+    /// for its whole life (STYLE.md §4: a connection never changes thread).
     using accept_handler = std::function<void(net::ip::tcp::socket)>;
 
-    /// Binds and listens on `addr` (port 0 = a free port). nullptr and `error` set on failure
-    /// ("cannot listen on 127.0.0.1:8080: Address already in use").
+    /// Binds and listens on `addr` (port 0 = a free port) with the acceptor on `exec`'s loop.
+    /// With `reuse_port`, SO_REUSEPORT is set so that one listener per event loop can bind the
+    /// same address (the kernel spreads connections over them). nullptr and `error` set on
+    /// failure ("cannot listen on 127.0.0.1:8080: Address already in use").
     static std::unique_ptr<listener> bind(net::any_io_executor exec,
-                                          const config::listen_address& addr, std::string& error);
+                                          const config::listen_address& addr, std::string& error,
+                                          bool reuse_port = false);
 
     listener(net::any_io_executor exec, net::ip::tcp::acceptor acceptor);
 
@@ -34,14 +38,14 @@ public:
     /// (rate-limited) and retried after a short pause.
     net::awaitable<void> run(accept_handler on_accept);
 
-    /// The acceptor's strand: spawn run() on it.
+    /// The acceptor's loop: spawn run() on it.
     net::any_io_executor executor() { return acceptor_.get_executor(); }
 
-    /// Stops accepting: the acceptor is closed on its strand; run() then returns.
+    /// Stops accepting: the acceptor is closed on its loop; run() then returns.
     void close();
 
 private:
-    net::any_io_executor exec_;  ///< the pool executor, for new connection strands
+    net::any_io_executor exec_;  ///< the listener's event loop
     net::ip::tcp::acceptor acceptor_;
     net::ip::tcp::endpoint endpoint_;
 };

@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <vector>
 
 namespace clerk::proxy {
@@ -109,23 +110,55 @@ bool is_sane_request_id(std::string_view id) {
     });
 }
 
-std::string generate_request_id() {
-    std::array<unsigned char, 16> bytes{};
-    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
-        // RAND_bytes failing means the CSPRNG is broken; an id is not security sensitive, so a
-        // counter keeps requests traceable rather than failing them.
-        static std::atomic<std::uint64_t> counter{0};
-        const auto n = counter.fetch_add(1);
-        for (std::size_t i = 0; i < 8; ++i) {
-            bytes[i] = static_cast<unsigned char>(n >> (8 * i));
+namespace {
+
+/// xoshiro256** (Blackman and Vigna), one state per thread seeded once from the OS CSPRNG:
+/// request ids need uniqueness, not secrecy, and RAND_bytes per request costs a getpid() (its
+/// fork check) and a lock.
+class request_id_generator {
+public:
+    request_id_generator() {
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(s_.data()), static_cast<int>(sizeof s_)) !=
+            1) {
+            // A broken CSPRNG: ids only need to differ, so the clock and the thread's address
+            // still give distinct sequences.
+            const auto t = static_cast<std::uint64_t>(
+                std::chrono::steady_clock::now().time_since_epoch().count());
+            s_ = {t, reinterpret_cast<std::uintptr_t>(this), t ^ 0x9e3779b97f4a7c15ULL, 1};
+        }
+        if ((s_[0] | s_[1] | s_[2] | s_[3]) == 0) {
+            s_[0] = 1;  // the all-zero state is the one xoshiro cannot leave
         }
     }
+    std::uint64_t next() {
+        const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+        const std::uint64_t t = s_[1] << 17;
+        s_[2] ^= s_[0];
+        s_[3] ^= s_[1];
+        s_[1] ^= s_[2];
+        s_[0] ^= s_[3];
+        s_[2] ^= t;
+        s_[3] = rotl(s_[3], 45);
+        return result;
+    }
+
+private:
+    static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+    std::array<std::uint64_t, 4> s_{};
+};
+
+}  // namespace
+
+std::string generate_request_id() {
+    thread_local request_id_generator gen;
     static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(32);
-    for (unsigned char b : bytes) {
-        out.push_back(hex[b >> 4]);
-        out.push_back(hex[b & 0xf]);
+    std::string out(32, '0');
+    for (int half = 0; half < 2; ++half) {
+        std::uint64_t v = gen.next();
+        for (int i = 0; i < 16; ++i) {
+            out[static_cast<std::size_t>(half * 16 + i)] = hex[v & 0xf];
+            v >>= 4;
+        }
     }
     return out;
 }

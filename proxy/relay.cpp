@@ -36,6 +36,12 @@ bool is_parse_error(const error_code& ec) {
            ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
+/// Fetched once: get_logger() takes a lock and a map lookup, too much for every request.
+const std::shared_ptr<spdlog::logger>& upstream_log() {
+    static const auto log = get_logger("upstream");
+    return log;
+}
+
 double ms_since(clock::time_point t) {
     return std::chrono::duration<double, std::milli>(clock::now() - t).count();
 }
@@ -47,14 +53,13 @@ enum class step { ok, retry, fail };
 class relay {
 public:
     relay(exchange& ex, upstream_pool& pool, metrics& m)
-        : ex_(ex), pool_(pool), m_(m), cfg_(*ex.rt.cfg), log_(get_logger("upstream")) {}
+        : ex_(ex), pool_(pool), m_(m), cfg_(*ex.rt.cfg), log_(upstream_log()) {}
 
     net::awaitable<core::auth_decision> run() {
         build_request_head();
-        chunk_ = std::make_unique<char[]>(body_chunk_bytes);
         started_ = clock::now();
         for (int attempt = 0;; ++attempt) {
-            const error_code ec = co_await pool_.acquire(conn_, attempt > 0);
+            const error_code ec = co_await pool_.acquire(conn_, attempt > 0, can_retry());
             if (ec) {
                 log_->warn("[r{}] upstream connect failed: {}", ex_.request_id, ec.message());
                 co_return core::auth_decision{
@@ -204,7 +209,7 @@ private:
         std::uint64_t total = 0;
         auto budget = client_budget();
         while (!p.is_done()) {
-            p.get().body().data = chunk_.get();
+            p.get().body().data = ex_.chunk.get();
             p.get().body().size = body_chunk_bytes;
             ex_.client.expires_after(budget.next_timeout());
             const auto t0 = clock::now();
@@ -235,7 +240,7 @@ private:
             if (got == 0) {
                 continue;
             }
-            req_.body().data = chunk_.get();
+            req_.body().data = ex_.chunk.get();
             req_.body().size = got;
             req_.body().more = true;
             up.expires_after(cfg_.upstream.timeout);
@@ -257,6 +262,9 @@ private:
         }
         co_return step::ok;
     }
+
+    /// The one-retry rule: a request that nothing was consumed for and that may be repeated.
+    bool can_retry() const { return !ex_.framing.has_body() && is_idempotent(ex_.method); }
 
     void prepare_response_parser() {
         res_parser_->header_limit(64 * 1024);
@@ -291,9 +299,9 @@ private:
                 const bool invalid = is_parse_error(ec);
                 failure_ = {core::decision_kind::upstream_unavailable,
                             invalid ? "invalid_response" : "upstream_closed"};
-                const bool can_retry = conn_.reused && !invalid && !ex_.framing.has_body() &&
-                                       up_buffer_.size() == 0 && is_idempotent(ex_.method);
-                co_return can_retry ? step::retry : step::fail;
+                const bool retry =
+                    conn_.reused && !invalid && up_buffer_.size() == 0 && can_retry();
+                co_return retry ? step::retry : step::fail;
             }
             const int st = res_parser_->get().result_int();
             if (st == 101) {
@@ -342,28 +350,53 @@ private:
         ex_.status = st;
         ex_.response_started = true;
 
+        // Whatever of the body arrived with the head is parsed now, without I/O, so that a
+        // small response leaves in one write (head and body gathered), not three.
+        std::size_t first = 0;
+        if (!no_body) {
+            if (auto err = parse_buffered_body(rp, first)) {
+                log_->warn("[r{}] upstream response body invalid: {}", ex_.request_id,
+                           err.message());
+                ex_.client_failed = true;
+                discard_upstream();
+                co_return;
+            }
+        }
         // The upstream connection goes back to the pool as soon as its response has been read
         // completely, before the last bytes are written to the client: a client that sends its
         // next request on another connection right away then finds it there.
-        if (no_body) {
+        if (no_body || rp.is_done()) {
             release_if_done();
         }
         http::response_serializer<http::buffer_body> sr{res};
         ex_.client.expires_after(cfg_.limits.idle_timeout);
-        auto [ec, n] = co_await http::async_write_header(ex_.client, sr, use_tuple);
+        error_code ec;
+        if (no_body) {
+            std::tie(ec, std::ignore) =
+                co_await http::async_write_header(ex_.client, sr, use_tuple);
+        } else {
+            res.body().data = first > 0 ? ex_.chunk.get() : nullptr;
+            res.body().size = first;
+            res.body().more = !rp.is_done();
+            std::tie(ec, std::ignore) = co_await http::async_write(ex_.client, sr, use_tuple);
+            if (ec == http::error::need_buffer) {
+                ec = {};
+            }
+            ex_.bytes += first;
+        }
         if (ec) {
             ex_.client_failed = true;
             discard_upstream();
             co_return;
         }
-        if (no_body) {
+        if (no_body || rp.is_done()) {
             co_return;
         }
 
         auto& up = *conn_.stream;
         auto budget = client_budget();
         while (!rp.is_done()) {
-            rp.get().body().data = chunk_.get();
+            rp.get().body().data = ex_.chunk.get();
             rp.get().body().size = body_chunk_bytes;
             up.expires_after(cfg_.upstream.timeout);
             auto [rec, rn] = co_await http::async_read_some(up, up_buffer_, rp, use_tuple);
@@ -382,7 +415,7 @@ private:
             if (got == 0) {
                 continue;
             }
-            res.body().data = chunk_.get();
+            res.body().data = ex_.chunk.get();
             res.body().size = got;
             res.body().more = true;
             ex_.client.expires_after(budget.next_timeout());
@@ -408,6 +441,34 @@ private:
         if (fec) {
             ex_.client_failed = true;
         }
+    }
+
+    /// Parses the response body bytes already in up_buffer_ (read with the head) into the body
+    /// chunk, without I/O; `got` is how many body bytes it holds. Stops when the chunk is full,
+    /// the buffer is used up or the body is complete.
+    error_code parse_buffered_body(http::response_parser<http::buffer_body>& rp, std::size_t& got) {
+        got = 0;
+        char* const chunk = ex_.chunk.get();
+        while (!rp.is_done() && up_buffer_.size() > 0 && got < body_chunk_bytes) {
+            rp.get().body().data = chunk + got;
+            rp.get().body().size = body_chunk_bytes - got;
+            error_code ec;
+            const std::size_t used = rp.put(up_buffer_.data(), ec);
+            up_buffer_.consume(used);
+            got = body_chunk_bytes - rp.get().body().size;
+            if (ec == http::error::need_buffer || ec == http::error::need_more) {
+                break;
+            }
+            if (ec) {
+                return ec;
+            }
+            if (used == 0) {
+                break;
+            }
+        }
+        rp.get().body().data = nullptr;
+        rp.get().body().size = 0;
+        return {};
     }
 
     /// Slow-client bound of one body transfer (limits.min_body_rate, core/transfer_budget.hpp):
@@ -443,13 +504,12 @@ private:
     upstream_pool& pool_;
     metrics& m_;
     const config::config& cfg_;
-    std::shared_ptr<spdlog::logger> log_;
+    const std::shared_ptr<spdlog::logger>& log_;
     upstream_pool::connection conn_;
     http::request<http::buffer_body> req_;
     std::optional<http::request_serializer<http::buffer_body>> req_sr_;
     beast::flat_buffer up_buffer_;
     std::optional<http::response_parser<http::buffer_body>> res_parser_;
-    std::unique_ptr<char[]> chunk_;
     core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};
     clock::time_point started_;
     bool expect_continue_ = false;

@@ -20,23 +20,26 @@ bool same_cache_settings(const config::cache_config& a, const config::cache_conf
 
 }  // namespace
 
-std::shared_ptr<const runtime> build_runtime(net::any_io_executor exec,
+std::shared_ptr<const runtime> build_runtime(const std::vector<net::any_io_executor>& loops,
                                              std::shared_ptr<const config::config> cfg,
                                              const runtime* previous, metrics& m,
                                              std::vector<std::string>& errors) {
     auto log = get_logger("config");
 
-    std::shared_ptr<upstream_pool> pool;
+    std::vector<std::shared_ptr<upstream_pool>> pools;
     if (cfg->mode == config::proxy_mode::proxy) {
-        if (previous != nullptr && previous->upstream &&
-            previous->upstream->serves(cfg->upstream)) {
-            pool = previous->upstream;
+        if (previous != nullptr && previous->upstreams.size() == loops.size() &&
+            previous->upstreams.front()->serves(cfg->upstream)) {
+            pools = previous->upstreams;
         } else {
-            std::string error;
-            pool = upstream_pool::create(exec, cfg->upstream, error);
-            if (!pool) {
-                errors.push_back(error);
-                return nullptr;
+            for (const auto& exec : loops) {
+                std::string error;
+                auto pool = upstream_pool::create(exec, cfg->upstream, error);
+                if (!pool) {
+                    errors.push_back(error);
+                    return nullptr;
+                }
+                pools.push_back(std::move(pool));
             }
         }
     }
@@ -59,9 +62,10 @@ std::shared_ptr<const runtime> build_runtime(net::any_io_executor exec,
         cache = std::make_shared<core::verification_cache>(opts, core::system_clock::instance());
     }
 
-    auto auth = make_authenticator(exec, cfg, cache, m);
-    auto rt = std::make_shared<runtime>(runtime{
-        cfg, core::header_rules(cfg->headers), std::move(auth), std::move(cache), std::move(pool)});
+    auto auth = make_authenticator(loops.front(), cfg, cache, m);
+    auto rt =
+        std::make_shared<runtime>(runtime{cfg, core::header_rules(cfg->headers), std::move(auth),
+                                          std::move(cache), std::move(pools)});
     return rt;
 }
 

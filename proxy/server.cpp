@@ -1,12 +1,7 @@
 #include "proxy/server.hpp"
 
-// GCC 12 reports false "potential null pointer dereference" warnings inside asio's
-// io_context/strand internals when they are inlined at -O2.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "config/load.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/connection_registry.hpp"
 #include "proxy/listener.hpp"
@@ -19,11 +14,13 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <csignal>
@@ -78,17 +75,26 @@ bool same_listen(const std::optional<config::listen_address>& a,
     return a.has_value() == b.has_value() && (!a || (a->host == b->host && a->port == b->port));
 }
 
-/// The process: owns the io_context, the listeners and the current runtime snapshot.
+/// The process (STYLE.md §4): `threads` event loops, one io_context per thread (concurrency
+/// hint 1), each with its own SO_REUSEPORT listening socket, so a connection lives on the loop
+/// that accepted it and the request path needs no strand and no cross-thread hand-off. Loop 0
+/// also runs the control plane: signals, the config watcher, reloads, the admin listener and the
+/// Clerk/JWKS clients (a cache miss is handed to it and its answer posted back).
 class server {
 public:
     explicit server(std::shared_ptr<const config::config> cfg)
         : boot_cfg_(std::move(cfg)),
           threads_(boot_cfg_->threads != 0 ? boot_cfg_->threads
                                            : std::max(1U, std::thread::hardware_concurrency())),
-          ioc_(static_cast<int>(threads_)),
-          signals_(ioc_),
-          control_(net::make_strand(ioc_)),
-          log_(get_logger("main")) {}
+          loops_(make_loops(threads_)),
+          signals_(*loops_.front()),
+          log_(get_logger("main")) {
+        for (auto& l : loops_) {
+            executors_.push_back(l->get_executor());
+            guards_.emplace_back(l->get_executor());
+            pins_.push_back(std::make_unique<loop_runtime>(runtime_));
+        }
+    }
 
     int run() {
         for (const auto& w : boot_cfg_->warnings) {
@@ -97,14 +103,17 @@ public:
         if (!start()) {
             return 1;
         }
-        // Signals and the file watcher share one strand, so reloads never run concurrently.
-        net::co_spawn(control_, handle_signals(), log_exception("signals"));
-        net::co_spawn(control_, watch_config_file(), log_exception("config watcher"));
+        // Signals and the file watcher run on loop 0 (one thread), so reloads never overlap.
+        net::co_spawn(control(), handle_signals(), log_exception("signals"));
+        net::co_spawn(control(), watch_config_file(), log_exception("config watcher"));
+        for (auto& ex : executors_) {
+            net::co_spawn(ex, flush_access_log_periodically(), log_exception("access log"));
+        }
         std::vector<std::thread> workers;
         for (unsigned i = 1; i < threads_; ++i) {
-            workers.emplace_back([this] { ioc_.run(); });
+            workers.emplace_back([this, i] { run_loop(*loops_[i]); });
         }
-        ioc_.run();
+        run_loop(*loops_.front());
         for (auto& t : workers) {
             t.join();
         }
@@ -113,6 +122,36 @@ public:
     }
 
 private:
+    static std::vector<std::unique_ptr<net::io_context>> make_loops(unsigned n) {
+        std::vector<std::unique_ptr<net::io_context>> v;
+        for (unsigned i = 0; i < n; ++i) {
+            v.push_back(std::make_unique<net::io_context>(1));
+        }
+        return v;
+    }
+    net::any_io_executor control() { return executors_.front(); }
+
+    /// Runs one event loop on the calling thread; its access-log lines are batched meanwhile.
+    static void run_loop(net::io_context& loop) {
+        access_log_batching(true);
+        loop.run();
+        access_log_batching(false);  // writes what is left
+    }
+
+    /// Each loop writes its batched access-log lines at least every 100 ms.
+    static net::awaitable<void> flush_access_log_periodically() {
+        const auto executor = co_await net::this_coro::executor;
+        net::steady_timer timer(executor);
+        for (;;) {
+            timer.expires_after(std::chrono::milliseconds(100));
+            auto [ec] = co_await timer.async_wait(use_tuple);
+            flush_access_log();
+            if (ec) {
+                co_return;
+            }
+        }
+    }
+
     // --- start: snapshot, TLS, bind both listeners (exit 1 on failure), then serve
     bool start() {
         // Installed before anything is logged as listening: a test (or kubelet) may signal as
@@ -122,7 +161,7 @@ private:
         signals_.add(SIGHUP);
         config_content_ = read_file(boot_cfg_->source_path);
         std::vector<std::string> errors;
-        auto rt = build_runtime(ioc_.get_executor(), boot_cfg_, nullptr, metrics_, errors);
+        auto rt = build_runtime(executors_, boot_cfg_, nullptr, metrics_, errors);
         if (!rt) {
             for (const auto& e : errors) {
                 log_->error("{}", e);
@@ -137,24 +176,35 @@ private:
         });
 
         std::string error;
+        std::shared_ptr<net::ssl::context> tls;
         if (boot_cfg_->tls.enabled()) {
-            env_.tls = make_server_tls_context(boot_cfg_->tls, error);
-            if (!env_.tls) {
+            tls = make_server_tls_context(boot_cfg_->tls, error);
+            if (!tls) {
                 log_->error("{}", error);
                 return false;
             }
         }
-        env_.runtime = &runtime_;
-        env_.registry = &registry_;
-        env_.m = &metrics_;
-
-        main_ = listener::bind(ioc_.get_executor(), boot_cfg_->listen, error);
-        if (!main_) {
-            log_->error("{}", error);
-            return false;
+        // One listening socket per loop on the same address (SO_REUSEPORT); with port 0 the
+        // first picks the port and the others join it.
+        config::listen_address addr = boot_cfg_->listen;
+        for (std::size_t i = 0; i < loops_.size(); ++i) {
+            auto l = listener::bind(executors_[i], addr, error, /*reuse_port=*/true);
+            if (!l) {
+                log_->error("{}", error);
+                return false;
+            }
+            addr.port = l->local_endpoint().port();
+            mains_.push_back(std::move(l));
+            auto env = std::make_unique<session_env>();
+            env->loop = i;
+            env->runtime = pins_[i].get();
+            env->registry = &registry_;
+            env->m = &metrics_;
+            env->tls = tls;
+            envs_.push_back(std::move(env));
         }
         if (boot_cfg_->admin.listen) {
-            admin_ = listener::bind(ioc_.get_executor(), *boot_cfg_->admin.listen, error);
+            admin_ = listener::bind(control(), *boot_cfg_->admin.listen, error);
             if (!admin_) {
                 log_->error("{}", error);
                 return false;
@@ -162,10 +212,16 @@ private:
         }
         admin_state_.m = &metrics_;
 
-        net::co_spawn(main_->executor(),
-                      main_->run([this](net::ip::tcp::socket s) { accept_session(std::move(s)); }),
-                      log_exception("listener"));
-        get_logger("listener")->info("listening on {}", to_string(main_->local_endpoint()));
+        for (std::size_t i = 0; i < mains_.size(); ++i) {
+            const session_env* env = envs_[i].get();
+            net::co_spawn(mains_[i]->executor(),
+                          mains_[i]->run([this, env](net::ip::tcp::socket s) {
+                              accept_session(std::move(s), *env);
+                          }),
+                          log_exception("listener"));
+        }
+        get_logger("listener")
+            ->info("listening on {}", to_string(mains_.front()->local_endpoint()));
         if (admin_) {
             net::co_spawn(admin_->executor(), admin_->run([this](net::ip::tcp::socket s) {
                 auto ex = s.get_executor();
@@ -179,17 +235,17 @@ private:
         return true;
     }
 
-    void accept_session(net::ip::tcp::socket s) {
+    void accept_session(net::ip::tcp::socket s, const session_env& env) {
         // limits.max_connections (reloadable): an excess connection is closed at once, before
         // any byte is read, which costs the least and tells a client to back off.
-        const auto limit = runtime_.load()->cfg->limits.max_connections;
+        const auto limit = env.runtime->current()->rt->cfg->limits.max_connections;
         if (registry_.size() >= limit || registry_.draining()) {
             boost::system::error_code ec;
             s.close(ec);
             return;
         }
         auto ex = s.get_executor();
-        net::co_spawn(ex, run_session(std::move(s), env_), log_exception("session"));
+        net::co_spawn(ex, run_session(std::move(s), env), log_exception("session"));
     }
 
     // --- signals: SIGHUP reloads, SIGTERM/SIGINT drain and stop
@@ -214,7 +270,7 @@ private:
 
     // --- config file watcher: a change of content reloads exactly as SIGHUP does
     net::awaitable<void> watch_config_file() {
-        net::steady_timer timer(control_);
+        net::steady_timer timer(control());
         for (;;) {
             timer.expires_after(config_poll_interval);
             auto [ec] = co_await timer.async_wait(use_tuple);
@@ -253,7 +309,7 @@ private:
                 "the running values are kept");
         }
         std::vector<std::string> errors;
-        auto rt = build_runtime(ioc_.get_executor(), res.cfg, old.get(), metrics_, errors);
+        auto rt = build_runtime(executors_, res.cfg, old.get(), metrics_, errors);
         if (!rt) {
             for (const auto& e : errors) {
                 log->error("reload failed: {}", e);
@@ -276,7 +332,9 @@ private:
     // --- drain: stop accepting, /readyz 503, let in-flight requests finish
     net::awaitable<void> drain() {
         admin_state_.ready.store(false, std::memory_order_release);
-        main_->close();
+        for (auto& l : mains_) {
+            l->close();
+        }
         registry_.drain();
         const auto timeout = runtime_.load()->cfg->shutdown.drain_timeout;
         const bool clean = co_await wait_for_connections(clock::now() + timeout);
@@ -291,15 +349,23 @@ private:
         }
         const auto rt = runtime_.load();
         rt->auth->stop();
-        if (rt->upstream) {
-            rt->upstream->close_idle();
+        for (std::size_t i = 0; i < rt->upstreams.size(); ++i) {
+            // Each pool's sockets belong to its loop: closed there.
+            net::post(executors_[i], [pool = rt->upstreams[i]] { pool->close_idle(); });
         }
         log_->info("drained; exiting");
-        ioc_.stop();
+        // Let the loops finish what was just posted, then stop them all.
+        for (auto& g : guards_) {
+            g.reset();
+        }
+        for (std::size_t i = 1; i < loops_.size(); ++i) {
+            net::post(executors_[i], [this, i] { loops_[i]->stop(); });
+        }
+        net::post(control(), [this] { loops_.front()->stop(); });
     }
 
     net::awaitable<bool> wait_for_connections(clock::time_point deadline) {
-        net::steady_timer timer(ioc_);
+        net::steady_timer timer(control());
         while (registry_.size() > 0 && clock::now() < deadline) {
             timer.expires_after(std::chrono::milliseconds(20));
             co_await timer.async_wait(use_tuple);
@@ -309,18 +375,20 @@ private:
 
     std::shared_ptr<const config::config> boot_cfg_;
     unsigned threads_;
-    net::io_context ioc_;
+    std::vector<std::unique_ptr<net::io_context>> loops_;  // [0]: also the control plane
+    std::vector<net::any_io_executor> executors_;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
     net::signal_set signals_;
-    net::strand<net::io_context::executor_type> control_;  // signals, file watcher, reload
-    std::optional<std::string> config_content_;            // last content loaded (control_)
-    bool stopping_ = false;                                // set on control_
+    std::optional<std::string> config_content_;  // last content loaded (loop 0)
+    bool stopping_ = false;                      // set on loop 0
     std::shared_ptr<spdlog::logger> log_;
     metrics& metrics_ = metrics::global();
     runtime_holder runtime_;
+    std::vector<std::unique_ptr<loop_runtime>> pins_;  // one per loop
     connection_registry registry_;
-    session_env env_;
+    std::vector<std::unique_ptr<session_env>> envs_;  // one per loop
     admin_state admin_state_;
-    std::unique_ptr<listener> main_;
+    std::vector<std::unique_ptr<listener>> mains_;  // one per loop (SO_REUSEPORT)
     std::unique_ptr<listener> admin_;
 };
 

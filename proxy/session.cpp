@@ -7,6 +7,7 @@
 #include "proxy/exchange.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/runtime.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -65,9 +66,9 @@ public:
         accepted_ = clock::now();
         // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
         // initializer that contains a co_await (they can be destroyed twice).
-        const auto strand = co_await net::this_coro::executor;
+        const auto loop = co_await net::this_coro::executor;
         connection_registry::entry e;
-        e.strand = strand;
+        e.strand = loop;
         e.close_if_idle = [this] { close_if_idle(); };
         e.close_now = [this] { stream_.close(); };
         id_ = env_.registry->add(std::move(e));
@@ -88,10 +89,10 @@ public:
                 break;
             }
             // The snapshot this request runs under, whatever a reload does meanwhile.
-            const auto rt = env_.runtime->load();
+            const auto pin = env_.runtime->current();
             http::request_parser<http::buffer_body> parser;
-            exchange ex{
-                stream_, buffer_, parser, *rt, *env_.registry, peer_ip_, env_.tls != nullptr};
+            exchange ex{stream_,        buffer_,     parser,   *pin->rt,
+                        *env_.registry, body_chunk_, peer_ip_, env_.tls != nullptr};
             ex.start = clock::now();
             const auto wall_start = std::chrono::system_clock::now();
             const bool keep = co_await serve(ex, first);
@@ -114,7 +115,7 @@ private:
         if (t == nullptr) {
             co_return true;
         }
-        stream_.expires_after(env_.runtime->load()->cfg->limits.header_timeout);
+        stream_.expires_after(env_.runtime->current()->rt->cfg->limits.header_timeout);
         auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_tuple);
         if (ec) {
             get_logger("listener")->debug("[c{}] TLS handshake failed: {}", id_, ec.message());
@@ -127,7 +128,7 @@ private:
     // header_timeout (counted from accept) for its whole head; a kept-alive one may idle for
     // idle_timeout. Pipelined bytes already buffered skip the wait.
     net::awaitable<bool> wait_for_request(bool first) {
-        const auto limits = env_.runtime->load()->cfg->limits;
+        const auto limits = env_.runtime->current()->rt->cfg->limits;
         idle_ = true;
         if (env_.registry->draining()) {
             co_return false;
@@ -175,11 +176,12 @@ private:
         if (!decision.allowed()) {
             co_return co_await refuse(ex, decision);
         }
-        if (!ex.rt.upstream) {
+        upstream_pool* upstream = ex.rt.upstream_for(env_.loop);
+        if (upstream == nullptr) {
             co_return co_await refuse(ex,
                                       {core::decision_kind::upstream_unavailable, "no_upstream"});
         }
-        const auto forwarded = co_await forward_request(ex, *ex.rt.upstream, *env_.m);
+        const auto forwarded = co_await forward_request(ex, *upstream, *env_.m);
         if (ex.client_failed) {
             co_return false;
         }
@@ -322,11 +324,15 @@ private:
         if (ex.status != 0) {
             env_.m->request_done(ex.status);
         }
+        if (!ex.rt.cfg->log.access_log) {
+            return;  // no record built, nothing copied
+        }
         access_record r;
         r.time = wall_start;
         r.request_id = ex.request_id;
         r.method = ex.method;
-        r.path = ex.target.status == core::path_status::ok ? ex.target.path : std::string();
+        r.path = ex.target.status == core::path_status::ok ? std::string_view(ex.target.path)
+                                                           : std::string_view();
         r.status = ex.status;
         r.duration_ms = std::chrono::duration<double, std::milli>(clock::now() - ex.start).count();
         r.bytes = ex.bytes;
@@ -347,6 +353,7 @@ private:
     const session_env& env_;
     any_stream stream_;
     beast::flat_buffer buffer_;
+    body_chunk body_chunk_;  // allocated at the first body, reused by later requests
     std::string peer_ip_;
     std::uint64_t id_ = 0;
     clock::time_point accepted_;

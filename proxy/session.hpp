@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <cstddef>
 #include <memory>
 
 namespace boost::asio::ssl {
@@ -14,19 +15,21 @@ class context;
 namespace clerk::proxy {
 
 class connection_registry;
+class loop_runtime;
 class metrics;
-class runtime_holder;
 
-/// Process-wide collaborators of every session. Lifetime: outlives all sessions (owned by the
-/// server, which stops the io_context only after the registry is empty or force-closed).
+/// The collaborators of the sessions of one event loop. Lifetime: outlives all its sessions
+/// (owned by the server, which stops the loops only after the registry is empty or
+/// force-closed). Thread safety: used only on its loop, except the shared registry and metrics.
 struct session_env {
-    runtime_holder* runtime = nullptr;
+    std::size_t loop = 0;             ///< index of the event loop (its upstream pool)
+    loop_runtime* runtime = nullptr;  ///< this loop's pin of the current snapshot
     connection_registry* registry = nullptr;
     metrics* m = nullptr;
     std::shared_ptr<boost::asio::ssl::context> tls;  ///< terminate TLS when set
 };
 
-/// Serves `socket` (whose executor must be a strand) until the client closes, a limit or
+/// Serves `socket` (on the event loop of `env`) until the client closes, a limit or
 /// timeout ends it, or a drain closes it. Per request: read head (header_timeout, header limit)
 /// -> framing and path checks -> pre-auth -> authenticator -> route policy -> forward ->
 /// access log. Every refusal is rendered from core::problem_for. Never throws for network

@@ -29,6 +29,10 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 /// retry. The peek in looks_alive() catches the ones already closed.
 constexpr auto max_idle_age = std::chrono::seconds(30);
 
+/// A connection released this recently is reused without the MSG_PEEK probe when a closed one
+/// would only cost a retry: upstreams keep idle connections open for seconds at least.
+constexpr auto probe_free_age = std::chrono::seconds(1);
+
 /// A pooled connection must have nothing to read: EOF means the peer closed it, and unexpected
 /// bytes (or a TLS alert) mean its state is unknown. MSG_PEEK leaves the stream untouched.
 bool looks_alive(any_stream& s) {
@@ -69,7 +73,7 @@ bool upstream_pool::serves(const config::upstream_config& c) const {
            c.ca_file == cfg_.ca_file;
 }
 
-net::awaitable<error_code> upstream_pool::acquire(connection& out, bool fresh) {
+net::awaitable<error_code> upstream_pool::acquire(connection& out, bool fresh, bool can_retry) {
     out = {};
     if (!fresh) {
         const auto now = std::chrono::steady_clock::now();
@@ -77,7 +81,9 @@ net::awaitable<error_code> upstream_pool::acquire(connection& out, bool fresh) {
         while (!idle_.empty()) {
             idle_entry e = std::move(idle_.back());
             idle_.pop_back();
-            if (now - e.since < max_idle_age && looks_alive(*e.stream)) {
+            const auto age = now - e.since;
+            const bool trusted = can_retry && age < probe_free_age;
+            if (age < max_idle_age && (trusted || looks_alive(*e.stream))) {
                 out.stream = std::move(e.stream);
                 out.reused = true;
                 co_return error_code{};

@@ -43,7 +43,11 @@ public:
     /// An idle connection that still looks alive (unless `fresh`), else a new one: resolve,
     /// connect and TLS handshake within upstream.connect_timeout. On failure the error is
     /// returned (beast::error::timeout for the timeout) and `out.stream` is null.
-    net::awaitable<boost::system::error_code> acquire(connection& out, bool fresh);
+    /// `can_retry`: the caller sends the request again on a fresh connection if a reused one
+    /// turns out closed (idempotent, no body); then a connection idle for less than a second is
+    /// taken without the liveness probe (a recv syscall that is known to fail with EAGAIN).
+    net::awaitable<boost::system::error_code> acquire(connection& out, bool fresh,
+                                                      bool can_retry = false);
 
     /// Returns a connection whose last exchange completed cleanly and may be reused. Beyond
     /// max_idle_connections the oldest idle connection is closed.

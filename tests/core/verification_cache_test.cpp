@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -76,6 +79,28 @@ TEST_CASE("token_hasher: keyed, stable digests that never equal the token", "[ca
                                      0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
                                      0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
     CHECK(std::equal(rfc.begin(), rfc.end(), std::begin(expected)));
+}
+
+TEST_CASE("token_hasher: equals OpenSSL's HMAC-SHA256 at every block boundary", "[cache]") {
+    for (const std::string& key :
+         {std::string("k"), std::string(32, '\x7f'), std::string("another key")}) {
+        const token_hasher h(key);
+        for (std::size_t n = 0; n <= 200; ++n) {
+            std::string m(n, '\0');
+            for (std::size_t i = 0; i < n; ++i) {
+                m[i] = static_cast<char>('a' + (i * 7 + n) % 26);
+            }
+            unsigned char mac[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                         reinterpret_cast<const unsigned char*>(m.data()), m.size(), mac,
+                         &len) != nullptr);
+            const auto d = h.digest(m);
+            INFO("key " << key.size() << " bytes, message " << n << " bytes");
+            REQUIRE(len == d.size());
+            CHECK(std::equal(d.begin(), d.end(), mac));
+        }
+    }
 }
 
 TEST_CASE("cache: hit, miss and ttl expiry", "[cache]") {

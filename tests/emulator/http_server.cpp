@@ -1,10 +1,3 @@
-// GCC 12 reports -Wnull-dereference inside Asio's io_context executor equality (inlined from
-// system headers; a known false positive). Scoped to this file, and
-// placed before every include because GCC checks the state at the header line.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "tests/emulator/http_server.hpp"
 
 #include <array>

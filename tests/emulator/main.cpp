@@ -7,12 +7,6 @@
 // Prints `clerk-emulator listening on http(s)://HOST:PORT` per listener, then one JSON line
 // per --machine, and runs until SIGINT/SIGTERM (exit 0).
 
-// GCC 12 reports -Wnull-dereference inside Asio's io_context executor equality (inlined from
-// system headers; a known false positive). Scoped to this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include <csignal>
 #include <cstdio>
 #include <filesystem>

@@ -313,15 +313,22 @@ test_pki make_test_pki(const temp_dir& dir, const std::string& prefix,
                        const std::vector<std::string>& dns_names,
                        const std::vector<std::string>& ip_sans) {
     const auto p = [&](const std::string& n) { return (dir.path() / (prefix + n)).string(); };
+    // Appended piece by piece: GCC 12 at -O3 misreads `const char* + std::string` here
+    // (-Wstringop-overflow, a known false positive).
     std::string san = "subjectAltName=";
-    bool first = true;
-    for (const auto& d : dns_names) {
-        san += (first ? "" : ",") + std::string("DNS:") + d;
+    auto add = [&san, first = true](std::string_view kind, const std::string& v) mutable {
+        if (!first) {
+            san += ',';
+        }
         first = false;
+        san += kind;
+        san += v;
+    };
+    for (const auto& d : dns_names) {
+        add("DNS:", d);
     }
     for (const auto& ip : ip_sans) {
-        san += (first ? "" : ",") + std::string("IP:") + ip;
-        first = false;
+        add("IP:", ip);
     }
     dir.write(prefix + "ext.cnf", san +
                                       "\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,"

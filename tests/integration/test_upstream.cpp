@@ -36,6 +36,9 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 namespace {
 
+/// Bound of one read or write: a stalled peer is given up on, a slow but moving one never is.
+constexpr std::chrono::seconds io_timeout{60};
+
 std::string lower(std::string_view s) {
     std::string out(s);
     for (auto& c : out) {
@@ -124,6 +127,9 @@ struct recording_upstream::impl {
                 res.body().data = chunk.data();
                 res.body().size = n;
                 res.body().more = true;
+                // A deadline per chunk (progress), not one for the whole body: 64 MiB through
+                // sanitizer builds on a loaded machine can take longer than any fixed total.
+                s.expires_after(io_timeout);
                 auto [ec, w] = co_await http::async_write(s, sr, use_tuple);
                 if (ec && ec != http::error::need_buffer) {
                     co_return false;
@@ -142,6 +148,7 @@ struct recording_upstream::impl {
         res.body().data = nullptr;
         res.body().size = 0;
         res.body().more = false;
+        s.expires_after(io_timeout);
         auto [ec, w] = co_await http::async_write(s, sr, use_tuple);
         co_return !ec;
     }
@@ -167,7 +174,7 @@ struct recording_upstream::impl {
             http::request_parser<http::buffer_body> p;
             p.body_limit(boost::none);
             p.header_limit(1024 * 1024);
-            s->expires_after(std::chrono::seconds(60));
+            s->expires_after(io_timeout);
             auto [ec, n] = co_await http::async_read_header(*s, buffer, p, use_tuple);
             if (ec) {
                 break;
@@ -195,6 +202,7 @@ struct recording_upstream::impl {
             while (!p.is_done()) {
                 p.get().body().data = chunk.data();
                 p.get().body().size = chunk.size();
+                s->expires_after(io_timeout);  // per read: progress, not a total
                 auto [rec, rn] = co_await http::async_read_some(*s, buffer, p, use_tuple);
                 if (rec && rec != http::error::need_buffer) {
                     body_ok = false;
@@ -231,7 +239,7 @@ struct recording_upstream::impl {
                 res.content_length(size);
             }
             http::response_serializer<http::buffer_body> sr{res};
-            s->expires_after(std::chrono::seconds(60));
+            s->expires_after(io_timeout);
             auto [wec, wn] = co_await http::async_write_header(*s, sr, use_tuple);
             if (wec) {
                 break;

@@ -1,11 +1,5 @@
 #include "proxy/clerk_authenticator.hpp"
 
-// GCC 12 reports -Wnull-dereference inside Asio's strand/io_context executor code (inlined
-// from system headers; a known false positive). Scoped to this file.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#endif
-
 #include "fakes/fake_clock.hpp"
 #include "proxy/clerk_verifier.hpp"
 

@@ -47,13 +47,14 @@ private:
 struct exchange {
     exchange(any_stream& c, beast::flat_buffer& b, http::request_parser<http::buffer_body>& p,
              const runtime& r, const connection_registry& reg, body_chunk& body,
-             std::string_view peer, bool tls)
+             std::string& wire_buffer, std::string_view peer, bool tls)
         : client(c),
           client_buffer(b),
           parser(p),
           rt(r),
           registry(reg),
           chunk(body),
+          wire(wire_buffer),
           peer_ip(peer),
           downstream_tls(tls) {}
     // --- the downstream side (owned by the session)
@@ -63,6 +64,7 @@ struct exchange {
     const runtime& rt;
     const connection_registry& registry;
     body_chunk& chunk;
+    std::string& wire;  ///< message heads serialized by hand (http_wire.hpp), reused per request
     std::string_view peer_ip;
     bool downstream_tls = false;
 

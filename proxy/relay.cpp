@@ -1,6 +1,7 @@
 #include "proxy/relay.hpp"
 
 #include "core/transfer_budget.hpp"
+#include "proxy/http_wire.hpp"
 #include "proxy/logging.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -14,6 +15,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <array>
+#include <charconv>
 
 namespace clerk::proxy {
 namespace {
@@ -67,7 +69,6 @@ public:
                     ec == beast::error::timeout ? "connect_timeout" : "connect_failed"};
             }
             up_buffer_.clear();
-            req_sr_.emplace(req_);
             const step s = co_await exchange_once();
             if (s == step::ok) {
                 co_return core::auth_decision{};
@@ -87,17 +88,10 @@ public:
     }
 
 private:
-    // --- phase: the upstream request head (target, rewritten headers, framing)
+    // --- phase: the upstream request head (target, rewritten headers, framing), serialized once
+    // into the connection's wire buffer (kept for a retry on a fresh connection)
     void build_request_head() {
         const auto& in = ex_.parser.get();
-        req_.method_string(in.method_string());
-        std::string target = cfg_.upstream.base_path + ex_.target.path;
-        if (ex_.target.has_query) {
-            target += '?';
-            target += ex_.target.query;
-        }
-        req_.target(target);
-        req_.version(11);
         forward_params fp;
         fp.rules = &ex_.rt.rules;
         fp.id = ex_.id.get();
@@ -107,12 +101,27 @@ private:
         fp.peer_ip = ex_.peer_ip;
         fp.downstream_tls = ex_.downstream_tls;
         fp.request_id = ex_.request_id;
-        rewrite_request_headers(in, req_, fp);
+        rewrite_request_headers(in, req_fields_, fp);
         if (ex_.framing.chunked) {
-            req_.chunked(true);
+            req_fields_.set(http::field::transfer_encoding, "chunked");
         } else if (ex_.framing.content_length) {
-            req_.content_length(*ex_.framing.content_length);
+            char digits[24];
+            const auto r =
+                std::to_chars(digits, digits + sizeof digits, *ex_.framing.content_length);
+            req_fields_.set(http::field::content_length, std::string_view(digits, r.ptr - digits));
         }
+        auto& head = ex_.wire;
+        head.clear();
+        head += in.method_string();
+        head += ' ';
+        head += cfg_.upstream.base_path;
+        head += ex_.target.path;
+        if (ex_.target.has_query) {
+            head += '?';
+            head += ex_.target.query;
+        }
+        head += " HTTP/1.1\r\n";
+        append_fields(head, req_fields_);
         const auto expect = in[http::field::expect];
         expect_continue_ = ex_.framing.has_body() && beast::iequals(expect, "100-continue");
     }
@@ -144,15 +153,7 @@ private:
     net::awaitable<step> send_head() {
         auto& up = *conn_.stream;
         up.expires_after(cfg_.upstream.timeout);
-        error_code ec;
-        if (ex_.framing.has_body()) {
-            std::tie(ec, std::ignore) = co_await http::async_write_header(up, *req_sr_, use_tuple);
-        } else {
-            req_.body().data = nullptr;
-            req_.body().size = 0;
-            req_.body().more = false;
-            std::tie(ec, std::ignore) = co_await http::async_write(up, *req_sr_, use_tuple);
-        }
+        auto [ec, n] = co_await net::async_write(up, net::buffer(ex_.wire), use_tuple);
         if (ec) {
             // Nothing of the client's body was consumed and the upstream cannot have a complete
             // request: sending it again on a fresh connection is safe for any method.
@@ -240,22 +241,19 @@ private:
             if (got == 0) {
                 continue;
             }
-            req_.body().data = ex_.chunk.get();
-            req_.body().size = got;
-            req_.body().more = true;
             up.expires_after(cfg_.upstream.timeout);
-            auto [wec, wn] = co_await http::async_write(up, *req_sr_, use_tuple);
-            if (wec && wec != http::error::need_buffer) {
+            if (auto wec = co_await write_body_piece(up, got, ex_.framing.chunked, {}, false)) {
                 failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
                 co_return step::fail;
             }
         }
         ex_.body_consumed = true;
-        req_.body().data = nullptr;
-        req_.body().size = 0;
-        req_.body().more = false;
-        up.expires_after(cfg_.upstream.timeout);
-        auto [ec, n] = co_await http::async_write(up, *req_sr_, use_tuple);
+        error_code ec;
+        if (ex_.framing.chunked) {
+            up.expires_after(cfg_.upstream.timeout);
+            std::tie(ec, std::ignore) =
+                co_await net::async_write(up, net::buffer(last_chunk), use_tuple);
+        }
         if (ec) {
             failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
             co_return step::fail;
@@ -323,15 +321,13 @@ private:
         const int st = up_res.result_int();
         const unsigned client_version = ex_.parser.get().version() == 10 ? 10 : 11;
 
-        http::response<http::buffer_body> res;
-        res.result(static_cast<unsigned>(st));
-        res.reason(up_res.reason());
-        res.version(client_version);
+        http::response_header<> res;
         rewrite_response_headers(up_res, res, ex_.request_id);
 
         bool keep = ex_.keep_alive && !ex_.registry.draining() &&
                     (!ex_.framing.has_body() || ex_.body_consumed);
         const bool no_body = ex_.method == "HEAD" || st == 204 || st == 304;
+        bool chunked = false;
         if (no_body) {
             // HEAD and 304 keep the length the upstream announced for the representation.
             const auto cl = up_res.find(http::field::content_length);
@@ -339,13 +335,21 @@ private:
                 res.set(http::field::content_length, cl->value());
             }
         } else if (const auto len = rp.content_length()) {
-            res.content_length(*len);
+            char digits[24];
+            const auto r = std::to_chars(digits, digits + sizeof digits, *len);
+            res.set(http::field::content_length, std::string_view(digits, r.ptr - digits));
         } else if (client_version >= 11) {
-            res.chunked(true);
+            res.set(http::field::transfer_encoding, "chunked");
+            chunked = true;
         } else {
             keep = false;  // close-delimited body for an HTTP/1.0 client
         }
-        res.keep_alive(keep);
+        // The upstream's Connection header was dropped with the hop-by-hop ones.
+        if (client_version >= 11 && !keep) {
+            res.set(http::field::connection, "close");
+        } else if (client_version == 10 && keep) {
+            res.set(http::field::connection, "keep-alive");
+        }
         ex_.keep_alive = keep;
         ex_.status = st;
         ex_.response_started = true;
@@ -368,20 +372,17 @@ private:
         if (no_body || rp.is_done()) {
             release_if_done();
         }
-        http::response_serializer<http::buffer_body> sr{res};
+        auto& head = ex_.wire;
+        head.clear();
+        append_status_line(head, client_version, static_cast<unsigned>(st), up_res.reason());
+        append_fields(head, res);
         ex_.client.expires_after(cfg_.limits.idle_timeout);
         error_code ec;
         if (no_body) {
             std::tie(ec, std::ignore) =
-                co_await http::async_write_header(ex_.client, sr, use_tuple);
+                co_await net::async_write(ex_.client, net::buffer(head), use_tuple);
         } else {
-            res.body().data = first > 0 ? ex_.chunk.get() : nullptr;
-            res.body().size = first;
-            res.body().more = !rp.is_done();
-            std::tie(ec, std::ignore) = co_await http::async_write(ex_.client, sr, use_tuple);
-            if (ec == http::error::need_buffer) {
-                ec = {};
-            }
+            ec = co_await write_body_piece(ex_.client, first, chunked, head, rp.is_done());
             ex_.bytes += first;
         }
         if (ec) {
@@ -409,20 +410,18 @@ private:
                 co_return;
             }
             const std::size_t got = body_chunk_bytes - rp.get().body().size;
-            if (rp.is_done()) {
+            const bool done = rp.is_done();
+            if (done) {
                 release_if_done();
             }
-            if (got == 0) {
+            if (got == 0 && !(done && chunked)) {
                 continue;
             }
-            res.body().data = ex_.chunk.get();
-            res.body().size = got;
-            res.body().more = true;
             ex_.client.expires_after(budget.next_timeout());
             const auto t0 = clock::now();
-            auto [wec, wn] = co_await http::async_write(ex_.client, sr, use_tuple);
+            auto wec = co_await write_body_piece(ex_.client, got, chunked, {}, done);
             budget.account(clock::now() - t0, got);
-            if (wec && wec != http::error::need_buffer) {
+            if (wec) {
                 ex_.client_failed = true;
                 if (wec == beast::error::timeout) {
                     log_->info("[r{}] response body: client too slow ({} bytes), cut",
@@ -433,14 +432,34 @@ private:
             }
             ex_.bytes += got;
         }
-        res.body().data = nullptr;
-        res.body().size = 0;
-        res.body().more = false;
-        release_if_done();
-        auto [fec, fn] = co_await http::async_write(ex_.client, sr, use_tuple);
-        if (fec) {
-            ex_.client_failed = true;
+    }
+
+    /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
+    /// as an HTTP/1.1 chunk when `chunked` (followed by the last chunk when `last`): gathered
+    /// into a single writev.
+    net::awaitable<error_code> write_body_piece(any_stream& s, std::size_t size, bool chunked,
+                                                std::string_view prefix, bool last) {
+        char size_line[24];
+        std::size_t size_len = 0;
+        std::string_view tail;
+        if (chunked) {
+            if (size > 0) {
+                const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2,
+                                             static_cast<std::uint64_t>(size), 16);
+                r.ptr[0] = '\r';
+                r.ptr[1] = '\n';
+                size_len = static_cast<std::size_t>(r.ptr - size_line) + 2;
+            }
+            // "\r\n" ends this chunk's data; "0\r\n\r\n" is the last chunk.
+            static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
+            tail = size > 0 ? (last ? end_and_last : end_and_last.substr(0, 2))
+                            : (last ? end_and_last.substr(2) : std::string_view());
         }
+        const std::array<net::const_buffer, 4> pieces{
+            net::buffer(prefix), net::buffer(size_line, size_len),
+            net::buffer(ex_.chunk.get(), size), net::buffer(tail)};
+        auto [ec, n] = co_await net::async_write(s, pieces, use_tuple);
+        co_return ec;
     }
 
     /// Parses the response body bytes already in up_buffer_ (read with the head) into the body
@@ -506,8 +525,7 @@ private:
     const config::config& cfg_;
     const std::shared_ptr<spdlog::logger>& log_;
     upstream_pool::connection conn_;
-    http::request<http::buffer_body> req_;
-    std::optional<http::request_serializer<http::buffer_body>> req_sr_;
+    http::fields req_fields_;  // the rewritten request headers (serialized into ex_.wire)
     beast::flat_buffer up_buffer_;
     std::optional<http::response_parser<http::buffer_body>> res_parser_;
     core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};

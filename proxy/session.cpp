@@ -91,8 +91,8 @@ public:
             // The snapshot this request runs under, whatever a reload does meanwhile.
             const auto pin = env_.runtime->current();
             http::request_parser<http::buffer_body> parser;
-            exchange ex{stream_,        buffer_,     parser,   *pin->rt,
-                        *env_.registry, body_chunk_, peer_ip_, env_.tls != nullptr};
+            exchange ex{stream_,     buffer_, parser,   *pin->rt,           *env_.registry,
+                        body_chunk_, wire_,   peer_ip_, env_.tls != nullptr};
             ex.start = clock::now();
             const auto wall_start = std::chrono::system_clock::now();
             const bool keep = co_await serve(ex, first);
@@ -354,6 +354,7 @@ private:
     any_stream stream_;
     beast::flat_buffer buffer_;
     body_chunk body_chunk_;  // allocated at the first body, reused by later requests
+    std::string wire_;       // serialized heads, reused by later requests
     std::string peer_ip_;
     std::uint64_t id_ = 0;
     clock::time_point accepted_;

@@ -639,8 +639,8 @@ TEST_CASE("config_error::to_string", "[config][load]") {
 
 TEST_CASE("every deploy/examples config loads with its documented environment",
           "[config][load][examples]") {
-    const env_lookup env = fake_env(
-        {{"CLERK_MACHINE_SECRET_KEY", "ak_example"}, {"CLERK_MACHINE_ID", "mch_example"}});
+    const env_lookup env =
+        fake_env({{"CLERK_MACHINE_SECRET_KEY", "ak_example"}, {"CLERK_MACHINE_ID", "mch_example"}});
     const std::filesystem::path dir = std::filesystem::path(CLERK_SOURCE_DIR) / "deploy/examples";
     std::vector<std::string> names;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {

@@ -146,35 +146,66 @@ bool header_rules::must_remove(std::string_view name,
 std::vector<std::pair<std::string, std::string>> header_rules::identity_headers(
     const identity& id) const {
     std::vector<std::pair<std::string, std::string>> out;
-    const auto add = [&out](const std::string& name, std::string value) {
+    std::string scratch;
+    for_each_identity_header(id, scratch, [&out](std::string_view name, std::string_view value) {
+        out.emplace_back(name, value);
+    });
+    return out;
+}
+
+void header_rules::for_each_identity_header(
+    const identity& id, std::string& scratch,
+    const std::function<void(std::string_view, std::string_view)>& emit) const {
+    const auto add = [&emit](std::string_view name, std::string_view value) {
         if (!name.empty() && !value.empty()) {
-            out.emplace_back(name, std::move(value));
+            emit(name, value);
         }
     };
-    add(names_.subject, header_safe(id.subject));
+    // A value that needs no cleaning (header_safe would return it unchanged) is passed as it
+    // is; only the others are rebuilt.
+    const auto needs_cleaning = [](std::string_view v) {
+        return !v.empty() && (has_ctl(v) || v.front() == ' ' || v.front() == '\t' ||
+                              v.back() == ' ' || v.back() == '\t');
+    };
+    const auto safe = [&scratch, &needs_cleaning](std::string_view v) -> std::string_view {
+        if (!needs_cleaning(v)) {
+            return v;
+        }
+        scratch = header_safe(v);
+        return scratch;
+    };
+    add(names_.subject, safe(id.subject));
     if (id.is_machine()) {
-        add(names_.machine_id, header_safe(id.subject));
+        add(names_.machine_id, safe(id.subject));
     }
-    add(names_.token_id, header_safe(id.token_id));
-    add(names_.token_type, std::string(to_string(id.type)));
+    add(names_.token_id, safe(id.token_id));
+    add(names_.token_type, to_string(id.type));
 
     // A scope holding a comma cannot be represented in a comma-separated list without letting
     // it pose as two scopes to the upstream, so such scopes are left out.
     std::string scopes;
+    scopes.swap(scratch);  // reuse the scratch capacity for the list
+    scopes.clear();
     for (const auto& s : id.scopes) {
-        std::string clean = header_safe(s);
-        if (clean.empty() || clean.find(',') != std::string::npos) {
+        std::string cleaned;
+        std::string_view v = s;
+        if (needs_cleaning(v)) {
+            cleaned = header_safe(v);
+            v = cleaned;
+        }
+        if (v.empty() || v.find(',') != std::string_view::npos) {
             continue;
         }
         if (!scopes.empty()) {
             scopes.push_back(',');
         }
-        scopes += clean;
+        scopes += v;
     }
-    add(names_.scopes, std::move(scopes));
+    add(names_.scopes, scopes);
+    scopes.swap(scratch);
 
     if (!id.claims.is_object()) {
-        return out;
+        return;
     }
     if (!id.claims.empty()) {
         // claims_compact is rendered once per verification; re-render only if it is missing or
@@ -185,7 +216,12 @@ std::vector<std::pair<std::string, std::string>> header_rules::identity_headers(
                 const auto u = static_cast<unsigned char>(c);
                 return u >= 0x20 && u < 0x7f;
             });
-        add(names_.claims, precomputed_ok ? id.claims_compact : compact_ascii_json(id.claims));
+        if (precomputed_ok) {
+            add(names_.claims, id.claims_compact);
+        } else {
+            scratch = compact_ascii_json(id.claims);
+            add(names_.claims, scratch);
+        }
     }
     for (const auto& [claim, header] : names_.claims_to_headers) {
         const auto it = id.claims.find(claim);
@@ -200,10 +236,10 @@ std::vector<std::pair<std::string, std::string>> header_rules::identity_headers(
                 add(header, s);
             }
         } else {
-            add(header, compact_ascii_json(*it));
+            scratch = compact_ascii_json(*it);
+            add(header, scratch);
         }
     }
-    return out;
 }
 
 }  // namespace clerk::core

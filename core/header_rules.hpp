@@ -3,6 +3,7 @@
 // (DESIGN.md §3 "headers", §5 "Identity headers" and "Hop-by-hop headers"). Pure, immutable.
 #include "core/identity.hpp"
 
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,6 +49,14 @@ public:
     /// JSON, omitted when null/empty object) and claims_to_headers (string claims verbatim, other
     /// values as compact JSON; absent claims add nothing). Values never contain CR, LF or NUL.
     std::vector<std::pair<std::string, std::string>> identity_headers(const identity& id) const;
+
+    /// The same pairs, in the same order, handed to `emit(name, value)` one at a time without
+    /// copying: values that are already header-safe are views of the identity, the others are
+    /// built in `scratch` (reused storage; a view into it is valid only during its emit call).
+    /// This is the per-request form: no allocation once `scratch` has grown.
+    void for_each_identity_header(
+        const identity& id, std::string& scratch,
+        const std::function<void(std::string_view, std::string_view)>& emit) const;
 
     const identity_header_names& names() const { return names_; }
 

@@ -44,19 +44,32 @@ private:
     std::unique_ptr<char[]> data_;
 };
 
+/// A connection's storage that its requests reuse, so that the steady state allocates nothing:
+/// kept by the session for the connection's life.
+struct connection_buffers {
+    body_chunk chunk;
+    std::string wire;             ///< message heads serialized by hand (http_wire.hpp)
+    std::string scratch;          ///< built header values (identity headers)
+    beast::flat_buffer upstream;  ///< bytes read from the upstream connection in use
+    std::string request_id;       ///< the current request's id
+};
+
 struct exchange {
     exchange(any_stream& c, beast::flat_buffer& b, http::request_parser<http::buffer_body>& p,
-             const runtime& r, const connection_registry& reg, body_chunk& body,
-             std::string& wire_buffer, std::string_view peer, bool tls)
+             const runtime& r, const connection_registry& reg, connection_buffers& bufs,
+             std::string_view peer, bool tls)
         : client(c),
           client_buffer(b),
           parser(p),
           rt(r),
           registry(reg),
-          chunk(body),
-          wire(wire_buffer),
+          chunk(bufs.chunk),
+          wire(bufs.wire),
+          scratch(bufs.scratch),
+          up_buffer(bufs.upstream),
           peer_ip(peer),
-          downstream_tls(tls) {}
+          downstream_tls(tls),
+          request_id(bufs.request_id) {}
     // --- the downstream side (owned by the session)
     any_stream& client;
     beast::flat_buffer& client_buffer;
@@ -64,13 +77,15 @@ struct exchange {
     const runtime& rt;
     const connection_registry& registry;
     body_chunk& chunk;
-    std::string& wire;  ///< message heads serialized by hand (http_wire.hpp), reused per request
+    std::string& wire;
+    std::string& scratch;
+    beast::flat_buffer& up_buffer;
     std::string_view peer_ip;
     bool downstream_tls = false;
 
     // --- what the session learned about the request
     std::chrono::steady_clock::time_point start;
-    std::string request_id;
+    std::string& request_id;  ///< the connection's buffer (connection_buffers::request_id)
     std::string method;
     core::normalized_target target;
     request_framing framing;

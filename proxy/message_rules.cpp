@@ -149,10 +149,10 @@ private:
 
 }  // namespace
 
-std::string generate_request_id() {
+void generate_request_id(std::string& out) {
     thread_local request_id_generator gen;
     static constexpr char hex[] = "0123456789abcdef";
-    std::string out(32, '0');
+    out.resize(32);
     for (int half = 0; half < 2; ++half) {
         std::uint64_t v = gen.next();
         for (int i = 0; i < 16; ++i) {
@@ -160,20 +160,40 @@ std::string generate_request_id() {
             v >>= 4;
         }
     }
+}
+
+std::string generate_request_id() {
+    std::string out;
+    generate_request_id(out);
     return out;
 }
 
-std::string request_id_for(const http::fields& h) {
+void request_id_for(const http::fields& h, std::string& out) {
     auto [it, end] = h.equal_range("X-Request-Id");
     if (it != end && std::next(it) == end && is_sane_request_id(it->value())) {
-        return std::string(it->value());
+        out.assign(it->value());
+        return;
     }
-    return generate_request_id();
+    generate_request_id(out);
 }
 
-void rewrite_request_headers(const http::fields& in, http::fields& out, const forward_params& p) {
-    const auto conn = conn_tokens_of(in);
-    std::string xff;
+std::string request_id_for(const http::fields& h) {
+    std::string out;
+    request_id_for(h, out);
+    return out;
+}
+
+namespace {
+
+/// The request rewrite, handing each outgoing field to `emit(name, value)` in order.
+/// `scratch` is reused storage for built values (identity headers); `xff` for the appended
+/// X-Forwarded-For. Both only need to live until the call returns.
+template <class Emit>
+void rewrite_request(const http::fields& in, const forward_params& p, std::string& scratch,
+                     std::string& xff, Emit&& emit) {
+    thread_local std::vector<std::string> conn;  // reused: Connection tokens are short (SSO)
+    conn = conn_tokens_of(in);
+    xff.clear();
     std::string_view client_host;
     for (const auto& f : in) {
         const auto name = f.name_string();
@@ -198,12 +218,10 @@ void rewrite_request_headers(const http::fields& in, http::fields& out, const fo
             iequals(name, "x-request-id")) {
             continue;  // set below
         }
-        out.insert(name, f.value());
+        emit(name, f.value());
     }
     if (p.id != nullptr) {
-        for (const auto& [name, value] : p.rules->identity_headers(*p.id)) {
-            out.insert(name, value);
-        }
+        p.rules->for_each_identity_header(*p.id, scratch, emit);
     }
     if (!p.peer_ip.empty()) {
         if (!xff.empty()) {
@@ -212,23 +230,20 @@ void rewrite_request_headers(const http::fields& in, http::fields& out, const fo
         xff += p.peer_ip;
     }
     if (!xff.empty()) {
-        out.set("X-Forwarded-For", xff);
+        emit("X-Forwarded-For", xff);
     }
-    out.set("X-Forwarded-Proto", p.downstream_tls ? "https" : "http");
+    emit("X-Forwarded-Proto", p.downstream_tls ? "https" : "http");
     if (!client_host.empty()) {
-        out.set("X-Forwarded-Host", client_host);
+        emit("X-Forwarded-Host", client_host);
     }
-    if (p.preserve_host && !client_host.empty()) {
-        out.set(http::field::host, client_host);
-    } else {
-        out.set(http::field::host, p.upstream_host);
-    }
-    out.set("X-Request-Id", p.request_id);
+    emit("Host", p.preserve_host && !client_host.empty() ? client_host : p.upstream_host);
+    emit("X-Request-Id", p.request_id);
 }
 
-void rewrite_response_headers(const http::fields& in, http::fields& out,
-                              std::string_view request_id) {
-    const auto conn = conn_tokens_of(in);
+template <class Emit>
+void rewrite_response(const http::fields& in, std::string_view request_id, Emit&& emit) {
+    thread_local std::vector<std::string> conn;
+    conn = conn_tokens_of(in);
     for (const auto& f : in) {
         const auto name = f.name_string();
         if (core::is_hop_by_hop(name) || iequals(name, "content-length") ||
@@ -239,9 +254,48 @@ void rewrite_response_headers(const http::fields& in, http::fields& out,
                         [name](const std::string& t) { return iequals(name, t); })) {
             continue;
         }
-        out.insert(name, f.value());
+        emit(name, f.value());
     }
-    out.set("X-Request-Id", request_id);
+    emit("X-Request-Id", request_id);
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+}
+
+}  // namespace
+
+void rewrite_request_headers(const http::fields& in, http::fields& out, const forward_params& p) {
+    std::string scratch;
+    std::string xff;
+    rewrite_request(in, p, scratch, xff, [&out](std::string_view name, std::string_view value) {
+        out.insert(name, value);
+    });
+}
+
+void append_request_headers(const http::fields& in, const forward_params& p, std::string& out,
+                            std::string& scratch) {
+    thread_local std::string xff;
+    rewrite_request(in, p, scratch, xff, [&out](std::string_view name, std::string_view value) {
+        append_field(out, name, value);
+    });
+}
+
+void rewrite_response_headers(const http::fields& in, http::fields& out,
+                              std::string_view request_id) {
+    rewrite_response(in, request_id, [&out](std::string_view name, std::string_view value) {
+        out.insert(name, value);
+    });
+}
+
+void append_response_headers(const http::fields& in, std::string_view request_id,
+                             std::string& out) {
+    rewrite_response(in, request_id, [&out](std::string_view name, std::string_view value) {
+        append_field(out, name, value);
+    });
 }
 
 }  // namespace clerk::proxy

@@ -35,11 +35,14 @@ core::auth_decision check_request_framing(const boost::beast::http::fields& h, u
 /// True for a client X-Request-Id worth keeping: 1..128 chars of [A-Za-z0-9._-].
 bool is_sane_request_id(std::string_view id);
 
-/// 16 random bytes as 32 lower-case hex characters. Thread safety: any thread.
+/// 128 bits of a per-thread generator (seeded once from the OS CSPRNG) as 32 lower-case hex
+/// characters. Thread safety: any thread. The out-parameter form reuses `out`'s storage.
 std::string generate_request_id();
+void generate_request_id(std::string& out);
 
 /// The client's X-Request-Id when there is exactly one and it is sane, else a new one.
 std::string request_id_for(const boost::beast::http::fields& h);
+void request_id_for(const boost::beast::http::fields& h, std::string& out);
 
 /// Everything the request rewrite needs besides the incoming headers.
 struct forward_params {
@@ -61,10 +64,20 @@ struct forward_params {
 void rewrite_request_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
                              const forward_params& p);
 
+/// The same fields, appended to `out` as "Name: value\r\n" lines (the request head being
+/// serialized; the caller adds the framing field and the blank line). Allocation-free in the
+/// steady state: `scratch` (reused by the caller) holds built values.
+void append_request_headers(const boost::beast::http::fields& in, const forward_params& p,
+                            std::string& out, std::string& scratch);
+
 /// Builds the client response headers from the upstream's: drops hop-by-hop headers and those
 /// named in Connection, Content-Length and Transfer-Encoding (the caller sets the framing), and
 /// sets X-Request-Id.
 void rewrite_response_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
                               std::string_view request_id);
+
+/// The same fields appended to `out` as "Name: value\r\n" lines (see append_request_headers).
+void append_response_headers(const boost::beast::http::fields& in, std::string_view request_id,
+                             std::string& out);
 
 }  // namespace clerk::proxy

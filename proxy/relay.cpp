@@ -68,7 +68,7 @@ public:
                     core::decision_kind::upstream_unavailable,
                     ec == beast::error::timeout ? "connect_timeout" : "connect_failed"};
             }
-            up_buffer_.clear();
+            ex_.up_buffer.clear();
             const step s = co_await exchange_once();
             if (s == step::ok) {
                 co_return core::auth_decision{};
@@ -101,15 +101,6 @@ private:
         fp.peer_ip = ex_.peer_ip;
         fp.downstream_tls = ex_.downstream_tls;
         fp.request_id = ex_.request_id;
-        rewrite_request_headers(in, req_fields_, fp);
-        if (ex_.framing.chunked) {
-            req_fields_.set(http::field::transfer_encoding, "chunked");
-        } else if (ex_.framing.content_length) {
-            char digits[24];
-            const auto r =
-                std::to_chars(digits, digits + sizeof digits, *ex_.framing.content_length);
-            req_fields_.set(http::field::content_length, std::string_view(digits, r.ptr - digits));
-        }
         auto& head = ex_.wire;
         head.clear();
         head += in.method_string();
@@ -121,7 +112,18 @@ private:
             head += ex_.target.query;
         }
         head += " HTTP/1.1\r\n";
-        append_fields(head, req_fields_);
+        append_request_headers(in, fp, head, ex_.scratch);
+        if (ex_.framing.chunked) {
+            head += "Transfer-Encoding: chunked\r\n";
+        } else if (ex_.framing.content_length) {
+            char digits[24];
+            const auto r =
+                std::to_chars(digits, digits + sizeof digits, *ex_.framing.content_length);
+            head += "Content-Length: ";
+            head.append(digits, r.ptr);
+            head += "\r\n";
+        }
+        head += "\r\n";
         const auto expect = in[http::field::expect];
         expect_continue_ = ex_.framing.has_body() && beast::iequals(expect, "100-continue");
     }
@@ -178,7 +180,7 @@ private:
             prepare_response_parser();
             up.expires_after(cfg_.upstream.timeout);
             auto [ec, n] =
-                co_await http::async_read_header(up, up_buffer_, *res_parser_, use_tuple);
+                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, use_tuple);
             if (ec) {
                 failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
                 co_return conn_.reused ? step::retry : step::fail;
@@ -285,7 +287,7 @@ private:
             prepare_response_parser();
             up.expires_after(cfg_.upstream.timeout);
             auto [ec, n] =
-                co_await http::async_read_header(up, up_buffer_, *res_parser_, use_tuple);
+                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, use_tuple);
             if (ec == beast::error::timeout) {
                 failure_ = {core::decision_kind::upstream_timeout, ""};
                 co_return step::fail;
@@ -298,7 +300,7 @@ private:
                 failure_ = {core::decision_kind::upstream_unavailable,
                             invalid ? "invalid_response" : "upstream_closed"};
                 const bool retry =
-                    conn_.reused && !invalid && up_buffer_.size() == 0 && can_retry();
+                    conn_.reused && !invalid && ex_.up_buffer.size() == 0 && can_retry();
                 co_return retry ? step::retry : step::fail;
             }
             const int st = res_parser_->get().result_int();
@@ -321,8 +323,12 @@ private:
         const int st = up_res.result_int();
         const unsigned client_version = ex_.parser.get().version() == 10 ? 10 : 11;
 
-        http::response_header<> res;
-        rewrite_response_headers(up_res, res, ex_.request_id);
+        // The head is serialized straight from the upstream's fields (no intermediate header
+        // container): status line, rewritten fields, then framing and Connection.
+        auto& head = ex_.wire;
+        head.clear();
+        append_status_line(head, client_version, static_cast<unsigned>(st), up_res.reason());
+        append_response_headers(up_res, ex_.request_id, head);
 
         bool keep = ex_.keep_alive && !ex_.registry.draining() &&
                     (!ex_.framing.has_body() || ex_.body_consumed);
@@ -332,24 +338,29 @@ private:
             // HEAD and 304 keep the length the upstream announced for the representation.
             const auto cl = up_res.find(http::field::content_length);
             if (cl != up_res.end() && st != 204) {
-                res.set(http::field::content_length, cl->value());
+                head += "Content-Length: ";
+                head += cl->value();
+                head += "\r\n";
             }
         } else if (const auto len = rp.content_length()) {
             char digits[24];
             const auto r = std::to_chars(digits, digits + sizeof digits, *len);
-            res.set(http::field::content_length, std::string_view(digits, r.ptr - digits));
+            head += "Content-Length: ";
+            head.append(digits, r.ptr);
+            head += "\r\n";
         } else if (client_version >= 11) {
-            res.set(http::field::transfer_encoding, "chunked");
+            head += "Transfer-Encoding: chunked\r\n";
             chunked = true;
         } else {
             keep = false;  // close-delimited body for an HTTP/1.0 client
         }
         // The upstream's Connection header was dropped with the hop-by-hop ones.
         if (client_version >= 11 && !keep) {
-            res.set(http::field::connection, "close");
+            head += "Connection: close\r\n";
         } else if (client_version == 10 && keep) {
-            res.set(http::field::connection, "keep-alive");
+            head += "Connection: keep-alive\r\n";
         }
+        head += "\r\n";
         ex_.keep_alive = keep;
         ex_.status = st;
         ex_.response_started = true;
@@ -372,10 +383,6 @@ private:
         if (no_body || rp.is_done()) {
             release_if_done();
         }
-        auto& head = ex_.wire;
-        head.clear();
-        append_status_line(head, client_version, static_cast<unsigned>(st), up_res.reason());
-        append_fields(head, res);
         ex_.client.expires_after(cfg_.limits.idle_timeout);
         error_code ec;
         if (no_body) {
@@ -400,7 +407,7 @@ private:
             rp.get().body().data = ex_.chunk.get();
             rp.get().body().size = body_chunk_bytes;
             up.expires_after(cfg_.upstream.timeout);
-            auto [rec, rn] = co_await http::async_read_some(up, up_buffer_, rp, use_tuple);
+            auto [rec, rn] = co_await http::async_read_some(up, ex_.up_buffer, rp, use_tuple);
             if (rec && rec != http::error::need_buffer) {
                 // The upstream broke mid-body: the client cannot be told, only cut off.
                 log_->warn("[r{}] upstream response body incomplete: {}", ex_.request_id,
@@ -462,18 +469,18 @@ private:
         co_return ec;
     }
 
-    /// Parses the response body bytes already in up_buffer_ (read with the head) into the body
+    /// Parses the response body bytes already in ex_.up_buffer (read with the head) into the body
     /// chunk, without I/O; `got` is how many body bytes it holds. Stops when the chunk is full,
     /// the buffer is used up or the body is complete.
     error_code parse_buffered_body(http::response_parser<http::buffer_body>& rp, std::size_t& got) {
         got = 0;
         char* const chunk = ex_.chunk.get();
-        while (!rp.is_done() && up_buffer_.size() > 0 && got < body_chunk_bytes) {
+        while (!rp.is_done() && ex_.up_buffer.size() > 0 && got < body_chunk_bytes) {
             rp.get().body().data = chunk + got;
             rp.get().body().size = body_chunk_bytes - got;
             error_code ec;
-            const std::size_t used = rp.put(up_buffer_.data(), ec);
-            up_buffer_.consume(used);
+            const std::size_t used = rp.put(ex_.up_buffer.data(), ec);
+            ex_.up_buffer.consume(used);
             got = body_chunk_bytes - rp.get().body().size;
             if (ec == http::error::need_buffer || ec == http::error::need_more) {
                 break;
@@ -525,8 +532,6 @@ private:
     const config::config& cfg_;
     const std::shared_ptr<spdlog::logger>& log_;
     upstream_pool::connection conn_;
-    http::fields req_fields_;  // the rewritten request headers (serialized into ex_.wire)
-    beast::flat_buffer up_buffer_;
     std::optional<http::response_parser<http::buffer_body>> res_parser_;
     core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};
     clock::time_point started_;

@@ -91,8 +91,8 @@ public:
             // The snapshot this request runs under, whatever a reload does meanwhile.
             const auto pin = env_.runtime->current();
             http::request_parser<http::buffer_body> parser;
-            exchange ex{stream_,     buffer_, parser,   *pin->rt,           *env_.registry,
-                        body_chunk_, wire_,   peer_ip_, env_.tls != nullptr};
+            exchange ex{stream_,        buffer_, parser,   *pin->rt,
+                        *env_.registry, bufs_,   peer_ip_, env_.tls != nullptr};
             ex.start = clock::now();
             const auto wall_start = std::chrono::system_clock::now();
             const bool keep = co_await serve(ex, first);
@@ -154,7 +154,7 @@ private:
         if (auto r = co_await read_head(ex); !r) {
             co_return false;
         }
-        ex.request_id = request_id_for(ex.parser.get());
+        request_id_for(ex.parser.get(), ex.request_id);
         ex.method = std::string(ex.parser.get().method_string());
         ex.keep_alive = ex.parser.get().keep_alive() && !env_.registry->draining();
 
@@ -206,7 +206,7 @@ private:
         // Refusals before the head was understood: the rest of the stream is unknown, so the
         // connection closes after the answer.
         ex.keep_alive = false;
-        ex.request_id = generate_request_id();
+        generate_request_id(ex.request_id);
         if (ec == http::error::header_limit) {
             co_await refuse(ex, {core::decision_kind::headers_too_large, ""});
         } else if (is_parse_error(ec)) {
@@ -219,7 +219,8 @@ private:
     // --- phase: route, token and policy (DESIGN.md §4; core decides, the authenticator verifies)
     net::awaitable<core::auth_decision> authorize(exchange& ex) {
         const auto& cfg = *ex.rt.cfg;
-        std::vector<std::string_view> authorization;
+        auto& authorization = authorization_;
+        authorization.clear();
         for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
              ++it) {
             authorization.push_back(it->value());
@@ -353,8 +354,8 @@ private:
     const session_env& env_;
     any_stream stream_;
     beast::flat_buffer buffer_;
-    body_chunk body_chunk_;  // allocated at the first body, reused by later requests
-    std::string wire_;       // serialized heads, reused by later requests
+    connection_buffers bufs_;                      // reused by every request of the connection
+    std::vector<std::string_view> authorization_;  // this request's Authorization values
     std::string peer_ip_;
     std::uint64_t id_ = 0;
     clock::time_point accepted_;

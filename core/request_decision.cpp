@@ -48,7 +48,7 @@ bool token_acceptance::accepts(token_type t) const {
 
 pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance& accepts,
                           std::string_view method, std::string_view normalized_path,
-                          std::span<const std::string_view> authorization) {
+                          std::span<const std::string_view> authorization, bool classify) {
     pre_auth out;
 
     // 1. Route. `auth: none` allows without looking at the Authorization header at all.
@@ -71,17 +71,14 @@ pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance&
             return out;
     }
 
-    // 3. Classification (no signature, no network).
-    const classification c = classify_token(bearer.token);
-    if (c.status != classify_status::ok) {
-        out.decision = {decision_kind::invalid_token, "malformed"};
-        return out;
-    }
-
-    // 4. Acceptance: a type the config does not accept is refused without any call to Clerk.
-    if (!accepts.accepts(c.cls.type)) {
-        out.decision = {decision_kind::invalid_token, "token_type_not_accepted"};
-        return out;
+    // 3. and 4., unless the caller classifies after its cache lookup.
+    if (classify) {
+        const classification_result c = classify_and_accept(bearer.token, accepts);
+        if (!c.ok) {
+            out.decision = c.refusal;
+            return out;
+        }
+        out.cls = c.cls;
     }
 
     // Fail closed: while verification is pending the decision is a refusal, so a caller that
@@ -89,7 +86,25 @@ pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance&
     out.needs_verification = true;
     out.decision = {decision_kind::invalid_token, "not_verified"};
     out.token = bearer.token;
+    return out;
+}
+
+classification_result classify_and_accept(std::string_view token, const token_acceptance& accepts) {
+    classification_result out;
+    // 3. Classification (no signature, no network).
+    const classification c = classify_token(token);
+    if (c.status != classify_status::ok) {
+        out.refusal = {decision_kind::invalid_token, "malformed"};
+        return out;
+    }
+    out.classified = true;
     out.cls = c.cls;
+    // 4. Acceptance: a type the config does not accept is refused without any call to Clerk.
+    if (!accepts.accepts(c.cls.type)) {
+        out.refusal = {decision_kind::invalid_token, "token_type_not_accepted"};
+        return out;
+    }
+    out.ok = true;
     return out;
 }
 

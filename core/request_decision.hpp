@@ -38,9 +38,23 @@ bool path_parameters_ambiguous(std::span<const route> routes, std::string_view m
 
 /// `authorization` holds every Authorization header value. Never calls out; no allocation of the
 /// token. Order: route (auth: none -> allow), bearer extraction, classification, acceptance.
+/// With `classify` false the last two steps are left to the caller (classify_and_accept): the
+/// proxy looks the token up in its cache first, so that a cached token — a JWT especially, whose
+/// classification decodes and parses its header and payload — costs no parsing at all; `cls` is
+/// then unset and the decision stays a refusal until verification.
 pre_auth pre_authenticate(std::span<const route> routes, const token_acceptance& accepts,
                           std::string_view method, std::string_view normalized_path,
-                          std::span<const std::string_view> authorization);
+                          std::span<const std::string_view> authorization, bool classify = true);
+
+/// Steps 3 and 4 of pre_authenticate: the token's class, or why it is refused (invalid_token
+/// `malformed`, or `token_type_not_accepted` — then `cls` is set).
+struct classification_result {
+    bool ok = false;
+    bool classified = false;  ///< cls is meaningful (ok, or refused as not accepted)
+    auth_decision refusal;
+    token_class cls;
+};
+classification_result classify_and_accept(std::string_view token, const token_acceptance& accepts);
 
 /// After a successful verification: the route policy. allow or insufficient_scope.
 auth_decision post_authenticate(const route* matched, const identity& id);

@@ -4,6 +4,7 @@
 #include "core/auth_decision.hpp"
 #include "core/bearer_token.hpp"
 #include "core/identity.hpp"
+#include "core/request_decision.hpp"
 #include "core/verification_cache.hpp"
 #include "proxy/net.hpp"
 
@@ -22,6 +23,9 @@ struct auth_result {
     std::shared_ptr<const core::identity> id;  ///< set iff decision is allow
     /// How the cache answered; nullopt when the cache was not consulted.
     std::optional<core::cache_result> cache;
+    /// The token's type when it is known (classified, or from the cached identity): for the
+    /// access log and metrics.
+    std::optional<core::token_type> type;
 };
 
 /// Verifies bearer tokens. Thread safety: authenticate() may be called concurrently from any
@@ -34,6 +38,15 @@ public:
     virtual net::awaitable<auth_result> authenticate(
         std::string_view token, core::token_class cls,
         std::chrono::steady_clock::time_point deadline) = 0;
+    /// The data path's entry: a token not classified yet (core::pre_authenticate with
+    /// classify=false). An implementation with a cache consults it first, so that a cached token
+    /// costs no classification; otherwise, and on a miss, the token is classified and refused
+    /// as core::classify_and_accept says (malformed, token_type_not_accepted: no verification
+    /// and no Clerk call), else verified as authenticate() does. Default: classify, then
+    /// authenticate().
+    virtual net::awaitable<auth_result> authenticate_bearer(
+        std::string_view token, const core::token_acceptance& accepts,
+        std::chrono::steady_clock::time_point deadline);
     /// Background work (JWKS refresh); called once after construction. Default: none.
     virtual void start() {}
     /// Stop background work (shutdown/reload). Default: none.

@@ -41,7 +41,7 @@ struct token_copy {
 auth_result make_result(decision_kind k, std::string_view reason,
                         std::optional<core::cache_result> c = std::nullopt,
                         std::shared_ptr<const core::identity> id = nullptr) {
-    return auth_result{core::auth_decision{k, reason}, std::move(id), c};
+    return auth_result{core::auth_decision{k, reason}, std::move(id), c, std::nullopt};
 }
 
 struct auth_state {
@@ -158,8 +158,57 @@ public:
     explicit clerk_authenticator(state_ptr st) : st_(std::move(st)) {}
     ~clerk_authenticator() override { stop(); }
 
+    /// Cache first (the token's digest is the only per-token work on a hit), then classify.
+    net::awaitable<auth_result> authenticate_bearer(std::string_view token,
+                                                    const core::token_acceptance& accepts,
+                                                    steady::time_point deadline) override {
+        state_ptr st = st_;
+        const core::token_digest key = process_hasher().digest(token);
+        auto look = st->cache->lookup(key);
+        if (look.result == core::cache_result::hit) {
+            st->m.cache_lookup(core::cache_result::hit);
+            // The type comes from the verified identity (a reload may have stopped accepting
+            // it): no classification, no parsing.
+            auth_result r =
+                accepts.accepts(look.id->type)
+                    ? make_result(decision_kind::allow, "", core::cache_result::hit, look.id)
+                    : make_result(decision_kind::invalid_token, "token_type_not_accepted",
+                                  core::cache_result::hit);
+            r.type = look.id->type;
+            co_return scoped(std::move(r), *st->cfg);
+        }
+        const auto c = core::classify_and_accept(token, accepts);
+        if (!c.ok) {
+            auth_result r{c.refusal, nullptr, std::nullopt, std::nullopt};
+            if (c.classified) {
+                r.type = c.cls.type;
+            }
+            co_return r;
+        }
+        auth_result r = co_await authenticate_with(key, look, token, c.cls, deadline);
+        r.type = c.cls.type;
+        co_return r;
+    }
+
     net::awaitable<auth_result> authenticate(std::string_view token, core::token_class cls,
                                              steady::time_point deadline) override {
+        const core::token_digest key = process_hasher().digest(token);
+        const auto look = st_->cache->lookup(key);
+        co_return co_await authenticate_with(key, look, token, cls, deadline);
+    }
+
+    void start() override { st_->jwks->start(); }
+
+    void stop() override {
+        st_->jwks->stop();
+        st_->verifier.api()->close_idle();
+    }
+
+private:
+    /// `look` is the cache's answer for `key`, the digest of `token`.
+    net::awaitable<auth_result> authenticate_with(core::token_digest key, core::cache_lookup look,
+                                                  std::string_view token, core::token_class cls,
+                                                  steady::time_point deadline) {
         state_ptr st = st_;
         if (cls.type != core::token_type::m2m_token) {
             co_return make_result(decision_kind::invalid_token, "token_type_not_supported");
@@ -168,8 +217,6 @@ public:
             co_return make_result(decision_kind::invalid_token, "jwt_not_supported");
         }
 
-        core::token_digest key = process_hasher().digest(token);
-        auto look = st->cache->lookup(key);
         if (look.result == core::cache_result::hit) {
             st->m.cache_lookup(core::cache_result::hit);
             co_return scoped(
@@ -200,14 +247,6 @@ public:
         co_return scoped(std::move(r), *st->cfg);
     }
 
-    void start() override { st_->jwks->start(); }
-
-    void stop() override {
-        st_->jwks->stop();
-        st_->verifier.api()->close_idle();
-    }
-
-private:
     state_ptr st_;
 };
 

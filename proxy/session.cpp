@@ -225,17 +225,19 @@ private:
              ++it) {
             authorization.push_back(it->value());
         }
+        // The token is classified by the authenticator after its cache lookup (classify=false):
+        // a cached token, JWT or opaque, costs its digest and nothing else.
         const auto pre = core::pre_authenticate(cfg.routes, cfg.auth.accepts, ex.method,
-                                                ex.target.path, authorization);
+                                                ex.target.path, authorization, /*classify=*/false);
         if (!pre.needs_verification) {
             if (!pre.decision.allowed()) {
                 env_.m->auth_decision(pre.decision.kind);
             }
             co_return pre.decision;
         }
-        ex.token_type = pre.cls.type;
-        const auto r =
-            co_await ex.rt.auth->authenticate(pre.token, pre.cls, clock::now() + auth_budget(cfg));
+        const auto r = co_await ex.rt.auth->authenticate_bearer(pre.token, cfg.auth.accepts,
+                                                                clock::now() + auth_budget(cfg));
+        ex.token_type = r.type;
         ex.cache = r.cache;
         core::auth_decision d = r.decision;
         if (d.allowed() && !r.id) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 using clerk::core::auth_mode;
+using clerk::core::classify_and_accept;
 using clerk::core::decision_kind;
 using clerk::core::identity;
 using clerk::core::make_route;
@@ -208,6 +209,40 @@ TEST_CASE("pre_authenticate classifies JWTs and views the header", "[decision]")
     CHECK_FALSE(refused.needs_verification);
     CHECK(refused.decision.kind == decision_kind::invalid_token);
     CHECK(refused.decision.reason == "token_type_not_accepted");
+}
+
+TEST_CASE("pre_authenticate without classification leaves steps 3-4 to classify_and_accept",
+          "[decision]") {
+    const std::vector<route> routes = sample_routes();
+    // Whatever the token, a bearer credential on a protected route goes to verification, and
+    // the decision is a refusal until then (fail closed).
+    for (const std::string_view token : {std::string_view("mt_abc"), m2m_jwt, session_jwt,
+                                         std::string_view("zz_not-a-known-token")}) {
+        const std::string header = "Bearer " + std::string(token);
+        const std::string_view values[] = {header};
+        const auto r = pre_authenticate(routes, token_acceptance{}, "GET", "/api/x", values, false);
+        REQUIRE(r.needs_verification);
+        CHECK_FALSE(r.decision.allowed());
+        CHECK(r.token == token);
+    }
+    // Steps 1-2 still settle what they settle.
+    CHECK_FALSE(pre_authenticate(routes, token_acceptance{}, "GET", "/api/x", {}, false)
+                    .needs_verification);
+
+    const auto ok = classify_and_accept(m2m_jwt, token_acceptance{});
+    CHECK(ok.ok);
+    CHECK(ok.cls.type == token_type::m2m_token);
+    CHECK(ok.cls.format == token_format::jwt);
+    const auto not_accepted = classify_and_accept(session_jwt, token_acceptance{});
+    CHECK_FALSE(not_accepted.ok);
+    CHECK(not_accepted.classified);
+    CHECK(not_accepted.cls.type == token_type::session_token);
+    CHECK(not_accepted.refusal.reason == "token_type_not_accepted");
+    const auto malformed = classify_and_accept("zz_not-a-known-token", accept_any());
+    CHECK_FALSE(malformed.ok);
+    CHECK_FALSE(malformed.classified);
+    CHECK(malformed.refusal.kind == decision_kind::invalid_token);
+    CHECK(malformed.refusal.reason == "malformed");
 }
 
 TEST_CASE("post_authenticate applies the route policy", "[decision]") {

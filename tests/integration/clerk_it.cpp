@@ -709,3 +709,29 @@ TEST_CASE("a reload that adds auth.audience refuses a JWT cached before it",
     CHECK(r.body == problem(r, "invalid_token", "audience_mismatch"));
     CHECK(env.up.requests().size() == 2);
 }
+
+TEST_CASE("a reload that stops accepting a type refuses tokens of it that are cached",
+          "[it][clerk][reload]") {
+    // The data path looks a token up before classifying it (a cached JWT costs no parsing), so
+    // the acceptance check must come from the cached identity's type.
+    clerk_env env;
+    proxy_process proxy(env.dir, clerk_config(env.up.url(), env.emu.url()));
+    http_client c(proxy.port());
+    const std::string opaque = env.knobs.mint(env.c_id)["token"];
+    const std::string jwt =
+        env.knobs.mint(env.c_id, {{"token_format", "jwt"}})["token"].get<std::string>();
+    CHECK(c.get("/api/x", bearer(opaque)).status == 200);
+    CHECK(c.get("/api/x", bearer(jwt)).status == 200);
+
+    env.dir.write("proxy.yaml", clerk_config(env.up.url(), env.emu.url(), {},
+                                             "auth:\n  accepts_token: [api_key]\n"));
+    const auto from = proxy.proc().line_count();
+    proxy.proc().signal(SIGHUP);
+    REQUIRE(proxy.proc().wait_for_line(std::regex("configuration reloaded"), 10s, from));
+    for (const auto& t : {opaque, jwt}) {
+        const auto r = c.get("/api/x", bearer(t));
+        CHECK(r.status == 401);
+        CHECK(r.body == problem(r, "invalid_token", "token_type_not_accepted"));
+    }
+    CHECK(env.up.requests().size() == 2);
+}

@@ -23,7 +23,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 
 /// AsyncReadStream + AsyncWriteStream over one of the three transports. Not thread-safe: use it
-/// from one strand (the owning session's). Not movable once I/O started (ssl state).
+/// from one event loop (the owning session's). Not movable once I/O started (ssl state).
 class any_stream {
 public:
     using executor_type = net::any_io_executor;

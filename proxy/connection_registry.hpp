@@ -14,25 +14,25 @@ namespace clerk::proxy {
 /// Thread safety: every method may be called from any thread.
 ///
 /// Drain protocol: drain() sets the draining flag, then posts each entry's `close_if_idle` onto
-/// that connection's strand. A session marks itself idle and reads the flag on its own strand,
+/// that connection's event loop. A session marks itself idle and reads the flag on its own loop,
 /// so either it sees the flag before waiting for the next request, or the posted call finds it
 /// idle and closes it: an idle connection never outlives a drain, a busy one finishes its
 /// request first (and answers it with `Connection: close`).
 ///
-/// Lifetime: the callbacks are only ever invoked on the connection's strand and only while the
-/// entry is registered; a session calls remove() on its strand before it is destroyed, so the
+/// Lifetime: the callbacks are only ever invoked on the connection's event loop and only while the
+/// entry is registered; a session calls remove() on its loop before it is destroyed, so the
 /// callbacks may capture the session by pointer.
 class connection_registry {
 public:
     struct entry {
-        net::any_io_executor strand;
+        net::any_io_executor strand;          ///< the connection's event loop (one thread)
         std::function<void()> close_if_idle;  ///< drain: close unless a request is in flight
         std::function<void()> close_now;      ///< end of drain_timeout: close whatever it does
     };
 
     /// Adds a connection and returns its id (the listener checks size() against the limit).
     std::uint64_t add(entry e);
-    /// Removes it. Called on the connection's strand as its last act.
+    /// Removes it. Called on the connection's event loop as its last act.
     void remove(std::uint64_t id);
 
     std::size_t size() const;

@@ -231,8 +231,13 @@ TEST_CASE("cli: --check accepts a good config", "[cli]") {
 
 TEST_CASE("cli: --check warns when M2M JWTs are accepted with no auth.audience", "[cli]") {
     temp_dir dir;
-    const std::string unscoped =
-        dir.write("unscoped.yaml", std::string(good_config) + "  secret_key: \"${CLI_IT_SK}\"\n");
+    // Built by appending: GCC 12 misreads `std::string + "literal"` temporaries at -O1 and up
+    // (-Warray-bounds, a known false positive).
+    std::string unscoped_yaml(good_config);
+    unscoped_yaml += "  secret_key: \"${CLI_IT_SK}\"\n";
+    std::string scoped_yaml = unscoped_yaml;
+    scoped_yaml += "auth:\n  audience: [\"${CLERK_MACHINE_ID}\"]\n";
+    const std::string unscoped = dir.write("unscoped.yaml", unscoped_yaml);
     auto env = key_env();
     env["CLI_IT_SK"] = "sk_test_cli";
     const auto r = run_proxy({"--config", unscoped, "--check"}, env);
@@ -241,9 +246,7 @@ TEST_CASE("cli: --check warns when M2M JWTs are accepted with no auth.audience",
     CHECK_THAT(r.err, Catch::Matchers::Contains("warning: auth.audience is not set") &&
                           Catch::Matchers::Contains("${CLERK_MACHINE_ID}"));
 
-    const std::string scoped =
-        dir.write("scoped.yaml", std::string(good_config) + "  secret_key: \"${CLI_IT_SK}\"\n" +
-                                     "auth:\n  audience: [\"${CLERK_MACHINE_ID}\"]\n");
+    const std::string scoped = dir.write("scoped.yaml", scoped_yaml);
     env["CLERK_MACHINE_ID"] = "mch_cli";
     const auto s = run_proxy({"--config", scoped, "--check"}, env);
     CHECK(s.exit_code == 0);

@@ -15,7 +15,7 @@ case "$variant" in
   tsan) args+=(-DCLERK_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
                "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG") ;;
   fuzz) args+=(-DCLERK_FUZZ=ON -DCLERK_SANITIZE=address -DCMAKE_CXX_COMPILER=clang++
-               -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1") ;;
+               -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG") ;;
   *) echo "build.sh: unknown variant $variant" >&2; exit 2 ;;
 esac
 export CCACHE_NOHASHDIR=true CCACHE_BASEDIR="$root" CCACHE_SLOPPINESS=time_macros,pch_defines,include_file_mtime,include_file_ctime

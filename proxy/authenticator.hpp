@@ -28,6 +28,10 @@ struct auth_result {
     std::optional<core::token_type> type;
 };
 
+/// The answer for a token that core::classify_and_accept refused (malformed, or a type not
+/// accepted): no verification was attempted; `type` is set when the token was classified.
+auth_result refused_by_classification(const core::classification_result& c);
+
 /// Verifies bearer tokens. Thread safety: authenticate() may be called concurrently from any
 /// thread/strand. Contract: never throws for expected outcomes (network errors, timeouts, bad
 /// JSON are values); completes no later than shortly after `deadline`. `token` must stay valid

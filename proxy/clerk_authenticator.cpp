@@ -179,11 +179,7 @@ public:
         }
         const auto c = core::classify_and_accept(token, accepts);
         if (!c.ok) {
-            auth_result r{c.refusal, nullptr, std::nullopt, std::nullopt};
-            if (c.classified) {
-                r.type = c.cls.type;
-            }
-            co_return r;
+            co_return refused_by_classification(c);
         }
         auth_result r = co_await authenticate_with(key, look, token, c.cls, deadline);
         r.type = c.cls.type;

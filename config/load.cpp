@@ -390,6 +390,13 @@ void loader::cross_checks(config& cfg) {
         r_.error(r_.line_for("upstream.url", r_.line_for("upstream", root_line_)), "upstream.url",
                  "required in proxy mode");
     }
+    if (const int at = r_.line_for("upstream", -1);
+        cfg.mode == proxy_mode::forward_auth && at != -1) {
+        // A gateway sends the traffic on; an upstream here would be silently ignored.
+        r_.error(at, "upstream",
+                 "not allowed in forward_auth mode (the gateway forwards the request; remove "
+                 "the upstream section or use mode: proxy)");
+    }
     if (cfg.upstream.scheme == upstream_scheme::https && !cfg.upstream.tls_verify) {
         cfg.warnings.push_back(
             "upstream.tls_verify is false: the upstream's certificate is not verified");

@@ -5,6 +5,7 @@
 #include "proxy/access_log.hpp"
 #include "proxy/connection_registry.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/forward_auth.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/runtime.hpp"
@@ -12,6 +13,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -154,17 +156,29 @@ private:
         if (auto r = co_await read_head(ex); !r) {
             co_return false;
         }
-        request_id_for(ex.parser.get(), ex.request_id);
-        ex.method = std::string(ex.parser.get().method_string());
-        ex.keep_alive = ex.parser.get().keep_alive() && !env_.registry->draining();
+        const auto& head = ex.parser.get();
+        request_id_for(head, ex.request_id);
+        ex.keep_alive = head.keep_alive() && !env_.registry->draining();
+        const bool check = cfg.mode == config::proxy_mode::forward_auth;
+        // Forward-auth (a gateway's check request): the rules apply to the original request it
+        // describes; its body, if any, is never read, so the connection closes after the answer.
+        const auto original = check ? original_request_of(head, head.method_string(), head.target())
+                                    : original_request{head.method_string(), head.target(), {}};
+        ex.method = std::string(original.method);
 
-        const auto framing = check_request_framing(ex.parser.get(), ex.parser.get().version(),
-                                                   cfg.limits.max_body_bytes, ex.framing);
+        const auto framing = check_request_framing(
+            head, head.version(), check ? 0 : cfg.limits.max_body_bytes, ex.framing);
         if (!framing.allowed()) {
             ex.keep_alive = false;  // the body's extent is unknown: the connection cannot continue
             co_return co_await refuse(ex, framing);
         }
-        ex.target = core::normalize_target(ex.parser.get().target());
+        if (check && ex.framing.has_body()) {
+            ex.keep_alive = false;
+        }
+        if (!original.reason.empty()) {
+            co_return co_await refuse(ex, {core::decision_kind::bad_request, original.reason});
+        }
+        ex.target = core::normalize_target(original.target);
         if (ex.target.status != core::path_status::ok) {
             co_return co_await refuse(
                 ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});
@@ -175,6 +189,9 @@ private:
         const auto decision = co_await authorize(ex);
         if (!decision.allowed()) {
             co_return co_await refuse(ex, decision);
+        }
+        if (check) {
+            co_return co_await answer_allowed(ex);
         }
         upstream_pool* upstream = ex.rt.upstream_for(env_.loop);
         if (upstream == nullptr) {
@@ -252,6 +269,24 @@ private:
         co_return d;
     }
 
+    // --- phase (forward-auth): the original request may pass; the gateway copies the identity
+    net::awaitable<bool> answer_allowed(exchange& ex) {
+        const unsigned version = ex.parser.get().version() == 10 ? 10 : 11;
+        const bool keep = ex.keep_alive && !env_.registry->draining();
+        ex.wire.clear();
+        append_check_allowed(ex.wire, version, keep, ex.request_id, ex.rt.rules, ex.id.get(),
+                             ex.scratch);
+        ex.status = 200;
+        linger_ = !keep;
+        stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
+        auto [ec, n] = co_await net::async_write(stream_, net::buffer(ex.wire), use_tuple);
+        if (ec) {
+            ex.client_failed = true;
+            co_return false;
+        }
+        co_return keep;
+    }
+
     // --- phase: answer with a DESIGN.md §6 problem (the only way the proxy refuses)
     net::awaitable<bool> refuse(exchange& ex, core::auth_decision d) {
         const auto spec = core::problem_for(d.kind);
@@ -260,6 +295,9 @@ private:
         http::response<http::string_body> res{static_cast<http::status>(spec.status), version};
         res.set(http::field::content_type, "application/json");
         res.set("X-Request-Id", ex.request_id);
+        if (ex.rt.cfg->mode == config::proxy_mode::forward_auth) {
+            res.set(http::field::cache_control, "no-store");  // a gateway must not reuse it
+        }
         if (!spec.www_authenticate.empty()) {
             res.set(http::field::www_authenticate, spec.www_authenticate);
         }
@@ -278,7 +316,9 @@ private:
         stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
         http::response_serializer<http::string_body> sr{res};
         error_code ec;
-        if (ex.method == "HEAD") {
+        // The check request's own method frames the answer (in forward-auth mode ex.method is
+        // the original request's).
+        if (ex.parser.is_header_done() && ex.parser.get().method() == http::verb::head) {
             std::tie(ec, std::ignore) = co_await http::async_write_header(stream_, sr, use_tuple);
         } else {
             std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, use_tuple);

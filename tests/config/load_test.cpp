@@ -446,6 +446,8 @@ std::vector<error_case> error_cases() {
         {with_base("cache:\n  ttl: -5s\n"), "cache.ttl", "ttl", "bad duration"},
         {with_base("threads: -1\n"), "threads", "threads", "must not be negative"},
         {with_base("mode: sidecar\n"), "mode", "mode", "expected proxy or forward_auth"},
+        {with_base("mode: forward_auth\n"), "upstream",
+         "upstream:", "not allowed in forward_auth mode"},
         {with_base("listen: \"0.0.0.0:70000\"\n"), "listen", "listen", "bad port \"70000\""},
         {with_base("listen: \"0.0.0.0\"\n"), "listen", "listen", "expected \"host:port\""},
         {with_base("listen: \":8080\"\n"), "listen", "listen", "missing host"},

@@ -305,3 +305,27 @@ TEST_CASE("every deploy/examples config passes --check", "[cli]") {
         CHECK(r.err.empty());
     }
 }
+
+TEST_CASE("cli: --check refuses an upstream in forward_auth mode and none in proxy mode", "[cli]") {
+    temp_dir dir;
+    const std::string with_upstream =
+        dir.write("fa.yaml", "mode: forward_auth\n" + std::string(good_config));
+    const auto r = run_proxy({"--config", with_upstream, "--check"}, key_env());
+    CHECK(r.exit_code == 2);
+    CHECK(r.err == with_upstream +
+                       ":3: upstream: not allowed in forward_auth mode (the gateway forwards the "
+                       "request; remove the upstream section or use mode: proxy)\n");
+
+    const std::string no_upstream = dir.write(
+        "proxy.yaml", "listen: \"127.0.0.1:0\"\nclerk:\n  machine_secret_key: \"${CLI_IT_KEY}\"\n");
+    const auto p = run_proxy({"--config", no_upstream, "--check"}, key_env());
+    CHECK(p.exit_code == 2);
+    CHECK_THAT(p.err, Catch::Matchers::Contains("upstream.url: required in proxy mode"));
+
+    const std::string forward_auth =
+        dir.write("fa-ok.yaml",
+                  "mode: forward_auth\nlisten: \"127.0.0.1:0\"\nclerk:\n  machine_secret_key: "
+                  "\"${CLI_IT_KEY}\"\n");
+    const auto ok = run_proxy({"--config", forward_auth, "--check"}, key_env());
+    CHECK(ok.exit_code == 0);
+}

@@ -73,6 +73,21 @@ original_request original_request_of(const http::fields& check, std::string_view
     if (const auto uri = field_of(check, "X-Original-URI"); uri.count > 0) {
         return from_family(check, "X-Original-Method", uri, check_method);
     }
+    if (auto url = field_of(check, "X-Original-URL"); url.count > 0) {
+        // ingress-nginx's external auth sends the whole URL ("https://host/path?q"): its
+        // origin-form part is the URI.
+        const auto scheme_end = url.value.find("://");
+        const auto path = scheme_end == std::string_view::npos
+                              ? std::string_view::npos
+                              : url.value.find('/', scheme_end + 3);
+        if (url.count == 1 && !url.value.empty()) {
+            if (path == std::string_view::npos) {
+                return {{}, {}, "bad_original_url"};
+            }
+            url.value = url.value.substr(path);
+        }
+        return from_family(check, "X-Original-Method", url, check_method);
+    }
     return {check_method, check_target, {}};
 }
 

@@ -24,7 +24,9 @@ struct original_request {
 };
 
 /// The original method and URI, in this order: X-Forwarded-Method + X-Forwarded-Uri (Traefik,
-/// Caddy), X-Original-Method + X-Original-URI (nginx auth_request), else the check request's own
+/// Caddy), X-Original-Method + X-Original-URI (nginx auth_request) or, without it,
+/// X-Original-URL (ingress-nginx: an absolute URL whose path and query are taken), else the
+/// check request's own
 /// method and target (Envoy ext_authz). The family is chosen by its URI header; its method
 /// header, when absent, defaults to the check request's method. A repeated or empty header of
 /// the chosen family, or a method that is not an HTTP token, is a 400 (a gateway sends each

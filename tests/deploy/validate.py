@@ -685,6 +685,16 @@ def section_examples():
             run_check(rel(path), text, fake_env_for(text))
 
 
+def section_gateways():
+    """The README's nginx and Caddy configs are the files the forward-auth tests run."""
+    readme = open(os.path.join(SRC, "README.md")).read()
+    d = os.path.join(SRC, "docs", "gateways")
+    for fn in ("nginx.conf", "Caddyfile"):
+        path = os.path.join(d, fn)
+        R.check(os.path.exists(path) and open(path).read() in readme, rel(path),
+                "appears verbatim in README.md")
+
+
 def section_kubernetes():
     d = os.path.join(SRC, "deploy", "kubernetes")
     files = sorted(f for f in os.listdir(d) if f.endswith((".yaml", ".yml")))
@@ -1017,7 +1027,8 @@ def main():
     if not os.access(BIN, os.X_OK):
         R.fail(BIN, "proxy binary not found or not executable")
     else:
-        for section in (section_examples, section_kubernetes, section_helm, section_dockerfile):
+        for section in (section_examples, section_gateways, section_kubernetes, section_helm,
+                        section_dockerfile):
             try:
                 section()
             except Exception as e:  # a crash in one section must not hide the others

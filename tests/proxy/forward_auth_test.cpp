@@ -59,6 +59,24 @@ TEST_CASE("forward-auth: the original request comes from the gateway's headers",
         CHECK(r.method == "PATCH");  // the X-Original family has no method: the check's own
         CHECK(r.target == "/o");
     }
+    SECTION("X-Original-URL (ingress-nginx): its path and query") {
+        const auto h = make_fields({{"X-Original-URL", "https://svc.example:8443/api/v?x=1"},
+                                    {"X-Original-Method", "PUT"}});
+        const auto r = original_request_of(h, "GET", "/check");
+        CHECK(r.reason.empty());
+        CHECK(r.method == "PUT");
+        CHECK(r.target == "/api/v?x=1");
+        // X-Original-URI wins; a URL without a path is refused.
+        CHECK(original_request_of(
+                  make_fields({{"X-Original-URL", "http://h/a"}, {"X-Original-URI", "/b"}}), "GET",
+                  "/")
+                  .target == "/b");
+        CHECK(
+            original_request_of(make_fields({{"X-Original-URL", "http://h"}}), "GET", "/").reason ==
+            "bad_original_url");
+        CHECK(original_request_of(make_fields({{"X-Original-URL", "/rel"}}), "GET", "/").reason ==
+              "bad_original_url");
+    }
     SECTION("no family: the request line (Envoy ext_authz)") {
         const auto r = original_request_of(http::fields{}, "GET", "/api/z?q");
         CHECK(r.reason.empty());

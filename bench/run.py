@@ -16,6 +16,9 @@ Cases:
   e  clerk-m2m-proxy, M2M JWT tokens (local verification), cache warm
   e1 clerk-m2m-proxy, M2M JWT tokens, first seen (cache off: every request verifies)
   f  Node proxy on @clerk/backend authenticateRequest + an LRU cache, warm
+  g  nginx with auth_request asking clerk-m2m-proxy in forward_auth mode (docs/gateways/nginx.conf
+     as documented, kept-alive connections to both), opaque, cache warm: nginx and the proxy
+     share CPU 0 and their CPU, allocations and syscalls are added up
 
 For each case: req/s, p50/p99 latency, non-2xx count, Clerk calls, CPU time of the process under
 test per request (user+sys from /proc), heap allocations per request (an LD_PRELOAD counter,
@@ -53,7 +56,7 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
-CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f").split()
+CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f g").split()
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
 NCPU = os.cpu_count() or 1
 CPU_TESTED = "0"
@@ -132,13 +135,22 @@ def http_json(method, url, body=None, headers=None):
         return json.loads(r.read() or b"null")
 
 
+def pids_of(pid):
+    return [] if not pid else (list(pid) if isinstance(pid, (list, tuple)) else [pid])
+
+
 def cpu_seconds(pid):
+    """User+system CPU of one process, or the sum over a list of them."""
+    if isinstance(pid, (list, tuple)):
+        return sum(cpu_seconds(p) for p in pid)
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def peak_rss_mib(pid):
+    if isinstance(pid, (list, tuple)):
+        return sum(peak_rss_mib(p) for p in pid)
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
@@ -155,6 +167,9 @@ def rss_mib(pid):
 
 
 def read_allocs(path):
+    if isinstance(path, (list, tuple)):
+        counts = [read_allocs(p) for p in path]
+        return None if any(c is None for c in counts) else sum(counts)
     try:
         with open(path, "rb") as f:
             return int.from_bytes(f.read(8), "little")
@@ -286,14 +301,16 @@ http {{
     def set_latency(self, ms):
         http_json("POST", f"{self.clerk}/__emulator/latency", {"ms": ms})
 
-    def start_proxy(self, name, ttl="60s", access_log=False, binary=PROXY):
+    def start_proxy(self, name, ttl="60s", access_log=False, binary=PROXY, mode="proxy"):
         port, admin = free_port(), free_port()
         cfg = os.path.join(self.work, f"{name}.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""listen: "127.0.0.1:{port}"
-upstream:
+        upstream = (f"""upstream:
   url: "http://127.0.0.1:{self.up_port}"
-clerk:
+""" if mode == "proxy" else "")
+        with open(cfg, "w") as f:
+            f.write(f"""mode: {mode}
+listen: "127.0.0.1:{port}"
+{upstream}clerk:
   api_url: "{self.clerk}"
   machine_secret_key: "{self.api_key}"
   secret_key: "sk_test_emulator"
@@ -322,8 +339,9 @@ threads: 1
         """Syscalls per request of `pid` over a short run under strace -c -f."""
         if not pid or STRACE_SECONDS <= 0 or not shutil.which("strace"):
             return float("nan"), {}
-        out = os.path.join(self.work, f"strace-{pid}.txt")
-        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", out, "-p", str(pid)],
+        out = os.path.join(self.work, f"strace-{pids_of(pid)[0]}.txt")
+        attach = [a for p in pids_of(pid) for a in ("-p", str(p))]
+        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", out] + attach,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached to every thread before the load starts
         r = run_wrk(port, STRACE_SECONDS, tokens)
@@ -337,11 +355,14 @@ threads: 1
         if warm and WARMUP > 0:
             run_wrk(port, WARMUP, tokens)
         before_calls = self.clerk_stats()
+        before_parts = [cpu_seconds(p) for p in pids_of(pid)]
         before_cpu = cpu_seconds(pid) if pid else 0.0
         before_allocs = read_allocs(alloc_file)
         r = run_wrk(port, DURATION, tokens)
         after_allocs = read_allocs(alloc_file)
         after_cpu = cpu_seconds(pid) if pid else 0.0
+        parts = [(cpu_seconds(p) - b) * 1e6 / max(r["requests"], 1)
+                 for p, b in zip(pids_of(pid), before_parts)]
         after_calls = self.clerk_stats()
         r["allocs_per_req"] = ((after_allocs - before_allocs) / r["requests"]
                                if before_allocs is not None and after_allocs is not None
@@ -354,10 +375,14 @@ threads: 1
         r["cpu_us_per_req"] = ((after_cpu - before_cpu) * 1e6 / r["requests"]
                                if pid and r["requests"] else float("nan"))
         r["rss_mib"] = peak_rss_mib(pid) if pid else float("nan")
+        # Several processes under test: the CPU of each, in the order given (after the total).
+        r["cpu_parts"] = parts if len(parts) > 1 else []
         self.results[case] = r
         print(f"  {case}: {r['rps']:.0f} req/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms "
               f"non2xx {r['non2xx']} clerk {r['clerk_calls']} cpu/req {r['cpu_us_per_req']:.1f} us "
-              f"allocs/req {r['allocs_per_req']:.1f} syscalls/req {r['syscalls_per_req']:.2f}",
+              f"allocs/req {r['allocs_per_req']:.1f} syscalls/req {r['syscalls_per_req']:.2f}"
+              + (" (cpu/req by process: " + " + ".join(f"{x:.1f}" for x in r["cpu_parts"]) + " us)"
+                 if r["cpu_parts"] else ""),
               flush=True)
 
     def run(self):
@@ -416,8 +441,33 @@ threads: 1
             self.measure("f", "Node proxy (@clerk/backend + LRU)", p.pid, port, opaque,
                          alloc_file=node_allocs)
             self.procs.stop(p)
+        if "g" in CASES:
+            self.gateway_case(opaque)
         self.memory = self.memory_bench() if MEMORY else {}
         self.write_results()
+
+    def gateway_case(self, tokens):
+        """Case g: the documented nginx auth_request config in front of the upstream, asking
+        clerk-m2m-proxy in forward_auth mode; both on the tested CPU, both measured."""
+        auth, auth_port = self.start_proxy("forward-auth", mode="forward_auth")
+        port = free_port()
+        with open(os.path.join(ROOT, "docs", "gateways", "nginx.conf")) as f:
+            server = f.read()
+        server = (server.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+                  .replace("127.0.0.1:8080", f"127.0.0.1:{auth_port}")
+                  .replace("127.0.0.1:3000", f"127.0.0.1:{self.up_port}"))
+        conf = self.nginx("gateway", server)
+        nginx_allocs = os.path.join(self.work, "nginx-gateway.allocs")
+        master = self.procs.start(["nginx", "-p", self.work, "-c", conf], cpu=CPU_TESTED,
+                                  stdout=subprocess.DEVNULL, alloc_file=nginx_allocs)
+        wait_for_port(port)
+        worker = int(subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
+                                    text=True).stdout.split()[0])
+        self.measure("g", "nginx auth_request + clerk-m2m-proxy forward_auth, opaque, warm",
+                     [worker, auth.pid], port, tokens,
+                     alloc_file=[nginx_allocs, auth.alloc_file])
+        self.procs.stop(master)
+        self.procs.stop(auth)
 
     def memory_bench(self):
         """RSS idle and after 100,000 distinct cached identities (JWTs minted by the emulator
@@ -464,7 +514,7 @@ threads: 1
         def num(x, fmt):
             return "–" if x != x else format(x, fmt)
 
-        for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f"]:
+        for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f", "g"]:
             r = self.results.get(case)
             if not r:
                 continue
@@ -472,11 +522,13 @@ threads: 1
                 f"| ({case}) {r['label']} | {r['rps']:.0f} | {ratio(r['rps'], b['rps']) if b else '–'} "
                 f"| {r['p50']:.2f} | {r['p99']:.2f} | {ratio(r['p99'], b['p99']) if b else '–'} "
                 f"| {r['non2xx'] + r['errors']} | {r['clerk_calls']} "
-                f"| {num(r['cpu_us_per_req'], '.1f')} "
+                f"| {num(r['cpu_us_per_req'], '.1f')}"
+                + (" (" + " + ".join(f"{x:.1f}" for x in r["cpu_parts"]) + ")"
+                   if r.get("cpu_parts") else "") + " "
                 f"| {ratio(r['cpu_us_per_req'], b['cpu_us_per_req']) if b else '–'} "
                 f"| {num(r['allocs_per_req'], '.1f')} | {num(r['syscalls_per_req'], '.2f')} "
                 f"| {num(r['rss_mib'], '.1f')} |")
-        breakdown = [(c, self.results[c]) for c in ["b", "c0", "c", "f"]
+        breakdown = [(c, self.results[c]) for c in ["b", "c0", "c", "f", "g"]
                      if c in self.results and self.results[c].get("syscalls")]
         if breakdown:
             lines += ["", "## Syscalls per request (strace -c -f)", ""]

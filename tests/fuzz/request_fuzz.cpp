@@ -23,11 +23,13 @@
 #include "core/problem.hpp"
 #include "core/request_decision.hpp"
 #include "fuzz/fuzz_util.hpp"
+#include "proxy/forward_auth.hpp"
 #include "proxy/message_rules.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
 #include <algorithm>
@@ -269,6 +271,8 @@ struct options {
 };
 
 /// One request of the connection; false when the connection cannot go on.
+void check_forward_auth(const http::request<http::buffer_body>& req, const core::identity* id);
+
 bool serve_one(wire& w, const options& opt) {
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(max_header_bytes));
@@ -357,6 +361,11 @@ bool serve_one(wire& w, const options& opt) {
         return !framing.has_body() && keep_alive;
     }
 
+    // --- forward-auth mode (session.cpp with mode: forward_auth): the original request the
+    // check describes goes through the same path rules, and the positive answer is a
+    // well-formed head carrying the identity (never a client's copy: nothing is echoed).
+    check_forward_auth(req, id.get());
+
     // --- phase: the upstream head (relay.cpp build_request_head())
     proxy::forward_params fp;
     fp.rules = &rules();
@@ -392,6 +401,34 @@ bool serve_one(wire& w, const options& opt) {
         check(total == *framing.content_length, "a Content-Length body is exactly that long");
     }
     return keep_alive;
+}
+
+void check_forward_auth(const http::request<http::buffer_body>& req, const core::identity* id) {
+    const auto original = proxy::original_request_of(req, req.method_string(), req.target());
+    if (original.reason.empty()) {
+        check(!original.method.empty() && !original.target.empty(),
+              "a told original request has a method and a target");
+        const auto t = core::normalize_target(original.target);
+        if (t.status == core::path_status::ok) {
+            check_path(t);
+        }
+    }
+    std::string head;
+    std::string scratch;
+    proxy::append_check_allowed(head, 11, (req.version() & 1) != 0, "rid", rules(), id, scratch);
+    http::response_parser<http::empty_body> p;
+    boost::system::error_code ec;
+    p.put(boost::asio::buffer(head), ec);
+    check(!ec && p.is_header_done(), "the check answer is a well-formed head");
+    const auto& res = p.get();
+    check(res.result_int() == 200 && res[http::field::content_length] == "0",
+          "a 200 with an empty body");
+    const auto& names = rules().names();
+    for (const auto* name : {&names.subject, &names.token_id, &names.token_type, &names.scopes}) {
+        check(res.count(*name) == 1, "every identity header exactly once");
+    }
+    check(res[names.subject] == (id != nullptr ? std::string_view(id->subject) : ""),
+          "the subject is the verified one or empty");
 }
 
 }  // namespace

@@ -98,6 +98,10 @@ struct limits_config {
     /// the client may be at most header_timeout + bytes / min_body_rate. 0 = no rate check
     /// (each read or write is still bounded by idle_timeout).
     std::uint64_t min_body_rate = 1024;
+    /// WebSocket tunnels: closed after this long without a byte either way, and (when > 0)
+    /// this long after the upgrade whatever the traffic.
+    millis tunnel_idle_timeout{3600000};
+    millis tunnel_max_lifetime{0};  ///< 0 = unbounded
 };
 
 struct shutdown_config {

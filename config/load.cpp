@@ -216,6 +216,8 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
                  {"idle_timeout", to_duration(l.idle_timeout, false)},
                  {"max_connections", to_integer(l.max_connections, 1, 10'000'000)},
                  {"min_body_rate", to_integer(l.min_body_rate, 0, 1'000'000'000)},
+                 {"tunnel_idle_timeout", to_duration(l.tunnel_idle_timeout, false)},
+                 {"tunnel_max_lifetime", to_duration(l.tunnel_max_lifetime, true)},
              };
              r_.visit(n, k, f);
          }},

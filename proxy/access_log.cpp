@@ -60,6 +60,9 @@ void append_access_json(std::string& out, const access_record& r) {
     json_string(out, "token_id", r.token_id, true);
     json_string(out, "cache", cache_name(r), false);
     json_raw(out, "upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "null");
+    if (r.bytes_in) {
+        json_raw(out, "bytes_in", std::to_string(*r.bytes_in));
+    }
     out.push_back('}');
 }
 
@@ -90,6 +93,9 @@ void append_access_text(std::string& out, const access_record& r) {
     pair("token_id", r.token_id);
     pair("cache", cache_name(r));
     pair("upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "");
+    if (r.bytes_in) {
+        pair("bytes_in", std::to_string(*r.bytes_in));
+    }
 }
 
 /// write(2) all of `data`, retrying on EINTR and short writes; gives up on any other error (a

@@ -34,6 +34,9 @@ struct access_record {
     std::string_view token_id;
     std::optional<core::cache_result> cache;  ///< nullopt renders "none"
     std::optional<double> upstream_ms;        ///< nullopt when the request was not forwarded
+    /// A WebSocket tunnel's bytes client -> upstream (`bytes` is upstream -> client); the field
+    /// is written only for tunnels.
+    std::optional<std::uint64_t> bytes_in;
 };
 
 /// {"time":…,"request_id":…,"method":…,"path":…,"status":…,"duration_ms":…,"bytes":…,

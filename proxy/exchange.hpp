@@ -93,10 +93,13 @@ struct exchange {
     std::optional<core::token_type> token_type;
     std::optional<core::cache_result> cache;
     bool keep_alive = true;  ///< the client may send another request after this one
+    bool websocket = false;  ///< a WebSocket upgrade to forward (proxy/message_rules.hpp)
 
     // --- the outcome
     int status = 0;
-    std::uint64_t bytes = 0;  ///< response body bytes written to the client
+    std::uint64_t bytes = 0;                ///< response body bytes written to the client
+    std::optional<std::uint64_t> bytes_in;  ///< a tunnel's bytes client -> upstream
+    bool status_counted = false;            ///< requests_total already has it (a 101)
     std::optional<double> upstream_ms;
     bool response_started = false;  ///< a response head went out: no problem response possible
     bool body_consumed = false;     ///< the request body was read completely

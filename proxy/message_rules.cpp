@@ -103,6 +103,32 @@ core::auth_decision check_request_framing(const http::fields& h, unsigned versio
     return {};
 }
 
+bool is_websocket_upgrade(const http::fields& h, unsigned version, std::string_view method) {
+    if (version != 11 || method != "GET") {
+        return false;
+    }
+    bool websocket = false;
+    for (auto [it, end] = h.equal_range(http::field::upgrade); it != end && !websocket; ++it) {
+        const std::string_view v = it->value();
+        for (std::size_t at = 0; at <= v.size();) {
+            auto comma = v.find(',', at);
+            if (comma == std::string_view::npos) {
+                comma = v.size();
+            }
+            if (iequals(trim(v.substr(at, comma - at)), "websocket")) {
+                websocket = true;
+                break;
+            }
+            at = comma + 1;
+        }
+    }
+    if (!websocket) {
+        return false;
+    }
+    const auto conn = conn_tokens_of(h);
+    return std::find(conn.begin(), conn.end(), "upgrade") != conn.end();
+}
+
 bool is_sane_request_id(std::string_view id) {
     return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -238,10 +264,15 @@ void rewrite_request(const http::fields& in, const forward_params& p, std::strin
     }
     emit("Host", p.preserve_host && !client_host.empty() ? client_host : p.upstream_host);
     emit("X-Request-Id", p.request_id);
+    if (p.websocket_upgrade) {
+        emit("Connection", "upgrade");
+        emit("Upgrade", "websocket");
+    }
 }
 
 template <class Emit>
-void rewrite_response(const http::fields& in, std::string_view request_id, Emit&& emit) {
+void rewrite_response(const http::fields& in, std::string_view request_id, bool switching,
+                      Emit&& emit) {
     thread_local std::vector<std::string> conn;
     conn = conn_tokens_of(in);
     for (const auto& f : in) {
@@ -257,6 +288,10 @@ void rewrite_response(const http::fields& in, std::string_view request_id, Emit&
         emit(name, f.value());
     }
     emit("X-Request-Id", request_id);
+    if (switching) {
+        emit("Connection", "upgrade");
+        emit("Upgrade", "websocket");
+    }
 }
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
@@ -286,16 +321,16 @@ void append_request_headers(const http::fields& in, const forward_params& p, std
 
 void rewrite_response_headers(const http::fields& in, http::fields& out,
                               std::string_view request_id) {
-    rewrite_response(in, request_id, [&out](std::string_view name, std::string_view value) {
+    rewrite_response(in, request_id, false, [&out](std::string_view name, std::string_view value) {
         out.insert(name, value);
     });
 }
 
-void append_response_headers(const http::fields& in, std::string_view request_id,
-                             std::string& out) {
-    rewrite_response(in, request_id, [&out](std::string_view name, std::string_view value) {
-        append_field(out, name, value);
-    });
+void append_response_headers(const http::fields& in, std::string_view request_id, std::string& out,
+                             bool switching) {
+    rewrite_response(
+        in, request_id, switching,
+        [&out](std::string_view name, std::string_view value) { append_field(out, name, value); });
 }
 
 }  // namespace clerk::proxy

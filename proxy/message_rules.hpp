@@ -32,6 +32,13 @@ struct request_framing {
 core::auth_decision check_request_framing(const boost::beast::http::fields& h, unsigned version,
                                           std::uint64_t max_body_bytes, request_framing& out);
 
+/// A WebSocket opening handshake (RFC 6455 §4.1) the proxy may tunnel: HTTP/1.1 GET whose
+/// Upgrade header lists `websocket` and whose Connection header lists `upgrade` (both
+/// case-insensitive). Any other Upgrade (h2c, …) is not one: it is stripped like any hop-by-hop
+/// header.
+bool is_websocket_upgrade(const boost::beast::http::fields& h, unsigned version,
+                          std::string_view method);
+
 /// True for a client X-Request-Id worth keeping: 1..128 chars of [A-Za-z0-9._-].
 bool is_sane_request_id(std::string_view id);
 
@@ -54,6 +61,9 @@ struct forward_params {
     std::string_view peer_ip;        ///< appended to X-Forwarded-For
     bool downstream_tls = false;     ///< X-Forwarded-Proto https/http
     std::string_view request_id;
+    /// A WebSocket upgrade being forwarded: `Connection: upgrade` and `Upgrade: websocket`, the
+    /// only hop-by-hop headers kept, are added.
+    bool websocket_upgrade = false;
 };
 
 /// Builds the upstream request headers from the client's: drops hop-by-hop headers, those named
@@ -77,7 +87,9 @@ void rewrite_response_headers(const boost::beast::http::fields& in, boost::beast
                               std::string_view request_id);
 
 /// The same fields appended to `out` as "Name: value\r\n" lines (see append_request_headers).
+/// `switching` (an upstream 101 to a WebSocket upgrade): `Connection: upgrade` and
+/// `Upgrade: websocket` are added.
 void append_response_headers(const boost::beast::http::fields& in, std::string_view request_id,
-                             std::string& out);
+                             std::string& out, bool switching = false);
 
 }  // namespace clerk::proxy

@@ -155,6 +155,15 @@ void metrics::connection_closed() {
 std::int64_t metrics::active_connections() const {
     return active_.load(relaxed);
 }
+void metrics::tunnel_opened() {
+    tunnels_.fetch_add(1, relaxed);
+}
+void metrics::tunnel_closed() {
+    tunnels_.fetch_sub(1, relaxed);
+}
+std::int64_t metrics::websocket_tunnels() const {
+    return tunnels_.load(relaxed);
+}
 
 void metrics::set_cache_entries_source(std::function<std::size_t()> f) {
     std::lock_guard lock(cache_source_mu);
@@ -233,6 +242,8 @@ std::string metrics::render() const {
 
     header(out, "clerk_proxy_active_connections", "Open downstream connections.", "gauge");
     out += "clerk_proxy_active_connections " + std::to_string(active_connections()) + '\n';
+    header(out, "clerk_proxy_websocket_tunnels", "Open WebSocket tunnels.", "gauge");
+    out += "clerk_proxy_websocket_tunnels " + std::to_string(websocket_tunnels()) + '\n';
     return out;
 }
 

@@ -39,6 +39,9 @@ public:
     void connection_opened();
     void connection_closed();
     std::int64_t active_connections() const;
+    void tunnel_opened();  ///< clerk_proxy_websocket_tunnels (gauge)
+    void tunnel_closed();
+    std::int64_t websocket_tunnels() const;
     /// Source of clerk_proxy_cache_entries (set by the server; reads the live cache).
     void set_cache_entries_source(std::function<std::size_t()> f);
 
@@ -52,6 +55,7 @@ private:
     std::array<std::atomic<std::uint64_t>, 4> cache_{};
     std::array<std::atomic<std::uint64_t>, 600> clerk_{};
     std::atomic<std::int64_t> active_{0};
+    std::atomic<std::int64_t> tunnels_{0};
     histogram clerk_latency_;
     histogram upstream_latency_;
     std::function<std::size_t()> cache_entries_;

@@ -175,6 +175,10 @@ private:
         if (check && ex.framing.has_body()) {
             ex.keep_alive = false;
         }
+        // A WebSocket handshake (never in forward-auth mode, never with a body): authenticated
+        // like any request, then tunnelled on the upstream's 101.
+        ex.websocket = !check && !ex.framing.has_body() &&
+                       is_websocket_upgrade(head, head.version(), head.method_string());
         if (!original.reason.empty()) {
             co_return co_await refuse(ex, {core::decision_kind::bad_request, original.reason});
         }
@@ -306,7 +310,9 @@ private:
         }
         res.body() = core::problem_body(d.kind, d.reason, ex.request_id);
         const bool body_pending = ex.framing.has_body() && !ex.body_consumed;
-        const bool keep = ex.keep_alive && !body_pending && !env_.registry->draining();
+        // A refused upgrade closes: the client may already be sending frames.
+        const bool keep =
+            ex.keep_alive && !body_pending && !ex.websocket && !env_.registry->draining();
         res.keep_alive(keep);
         res.prepare_payload();
         ex.status = spec.status;
@@ -364,7 +370,7 @@ private:
         if (ex.method.empty() && ex.status == 0) {
             return;  // nothing was understood (e.g. a port probe)
         }
-        if (ex.status != 0) {
+        if (ex.status != 0 && !ex.status_counted) {
             env_.m->request_done(ex.status);
         }
         if (!ex.rt.cfg->log.access_log) {
@@ -386,6 +392,7 @@ private:
         }
         r.cache = ex.cache;
         r.upstream_ms = ex.upstream_ms;
+        r.bytes_in = ex.bytes_in;
         log_access(ex.rt.cfg->log, r);
     }
 

@@ -6,7 +6,8 @@
 #   - integration_tests (TSan-built; it launches the TSan-built clerk-m2m-proxy and clerk-emulator
 #     from the same build tree): Clerk cache/single-flight ([cache]: 10,000 requests over 100
 #     tokens, 200 concurrent first requests), Clerk failures/stale, M2M JWT/JWKS ([jwt]),
-#     keep-alive, pooling and pipelining ([proxy]), reload under traffic ([reload]), drain.
+#     keep-alive, pooling and pipelining ([proxy]), reload under traffic ([reload]), drain,
+#     WebSocket tunnels ([websocket]) and forward-auth behind nginx and Caddy ([forward_auth]).
 #
 # Every TSan report — in a test binary or in a proxy/emulator child process, which the harness
 # may SIGKILL before its exit code is seen — is written to $reports/tsan.<pid> (log_path), so the
@@ -44,7 +45,7 @@ run build/tsan/tests/core_tests
 if [ -x build/tsan/tests/proxy_tests ]; then
   run build/tsan/tests/proxy_tests
 fi
-spec=${1:-"[cache],[failure],[stale],[jwt],[proxy],[reload],[drain]"}
+spec=${1:-"[cache],[failure],[stale],[jwt],[proxy],[reload],[drain],[websocket],[forward_auth]"}
 run build/tsan/tests/integration_tests "$spec"
 
 if compgen -G "$reports/tsan.*" >/dev/null; then

@@ -140,6 +140,8 @@ TEST_CASE("a minimal config gets every documented default", "[config][load]") {
     CHECK(c.limits.idle_timeout == 60s);
     CHECK(c.limits.max_connections == 10000);
     CHECK(c.limits.min_body_rate == 1024);
+    CHECK(c.limits.tunnel_idle_timeout == 1h);
+    CHECK(c.limits.tunnel_max_lifetime == 0s);
     CHECK(c.shutdown.drain_timeout == 15s);
     CHECK(c.log.level == cfgns::log_level::info);
     CHECK(c.log.format == cfgns::log_format::json);
@@ -209,6 +211,8 @@ limits:
   idle_timeout: 2h
   max_connections: 1
   min_body_rate: 0
+  tunnel_idle_timeout: 90s
+  tunnel_max_lifetime: 12h
 shutdown:
   drain_timeout: 0s
 log:
@@ -287,6 +291,8 @@ threads: 4
     CHECK(c.limits.idle_timeout == 2h);
     CHECK(c.limits.max_connections == 1);
     CHECK(c.limits.min_body_rate == 0);
+    CHECK(c.limits.tunnel_idle_timeout == 90s);
+    CHECK(c.limits.tunnel_max_lifetime == 12h);
     CHECK(c.shutdown.drain_timeout == 0s);
     CHECK(c.log.level == cfgns::log_level::trace);
     CHECK(c.log.format == cfgns::log_format::text);
@@ -435,6 +441,8 @@ std::vector<error_case> error_cases() {
          "max_connections: 0", "at least 1"},
         {with_base("limits:\n  max_header_bytes: 512\n"), "limits.max_header_bytes", "512",
          "at least 1024"},
+        {with_base("limits:\n  tunnel_idle_timeout: 0s\n"), "limits.tunnel_idle_timeout",
+         "tunnel_idle_timeout", "greater than 0"},
         {with_base("limits:\n  idle_timeout: 0s\n"), "limits.idle_timeout", "idle_timeout",
          "greater than 0"},
         {with_base("limits:\n  min_body_rate: -1\n"), "limits.min_body_rate", "min_body_rate",

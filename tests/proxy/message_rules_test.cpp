@@ -219,3 +219,54 @@ TEST_CASE("response rewrite: hop-by-hop headers dropped, request id set", "[mess
     CHECK(values(out, "X-Request-Id") == std::vector<std::string>{"rid"});
     CHECK(values(out, "Set-Cookie") == std::vector<std::string>{"a=1", "b=2"});
 }
+
+TEST_CASE("websocket: only a GET HTTP/1.1 with Upgrade websocket and Connection upgrade",
+          "[message_rules]") {
+    using clerk::proxy::is_websocket_upgrade;
+    const auto ws = make_fields({{"Upgrade", "websocket"}, {"Connection", "Upgrade"}});
+    CHECK(is_websocket_upgrade(ws, 11, "GET"));
+    CHECK(is_websocket_upgrade(
+        make_fields({{"Upgrade", "foo/2, WebSocket"}, {"Connection", "keep-alive, upgrade"}}), 11,
+        "GET"));
+    CHECK_FALSE(is_websocket_upgrade(ws, 10, "GET"));
+    CHECK_FALSE(is_websocket_upgrade(ws, 11, "POST"));
+    CHECK_FALSE(is_websocket_upgrade(make_fields({{"Upgrade", "websocket"}}), 11, "GET"));
+    CHECK_FALSE(is_websocket_upgrade(make_fields({{"Upgrade", "h2c"}, {"Connection", "Upgrade"}}),
+                                     11, "GET"));
+    CHECK_FALSE(is_websocket_upgrade(
+        make_fields({{"Upgrade", "websocketx"}, {"Connection", "Upgrade"}}), 11, "GET"));
+}
+
+TEST_CASE("websocket: the upgrade's hop-by-hop pair is the only one forwarded, both ways",
+          "[message_rules]") {
+    clerk::core::header_rules rules{clerk::core::identity_header_names{}};
+    const auto in = make_fields({{"Host", "a"},
+                                 {"Upgrade", "websocket, spoofed"},
+                                 {"Connection", "Upgrade, X-Hop"},
+                                 {"X-Hop", "1"},
+                                 {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                                 {"Sec-WebSocket-Version", "13"}});
+    clerk::proxy::forward_params p;
+    p.rules = &rules;
+    p.request_id = "rid";
+    p.websocket_upgrade = true;
+    http::fields out;
+    clerk::proxy::rewrite_request_headers(in, out, p);
+    CHECK(values(out, "Upgrade") == std::vector<std::string>{"websocket"});
+    CHECK(values(out, "Connection") == std::vector<std::string>{"upgrade"});
+    CHECK(out.count("X-Hop") == 0);
+    CHECK(values(out, "Sec-WebSocket-Key") == std::vector<std::string>{"dGhlIHNhbXBsZSBub25jZQ=="});
+    CHECK(values(out, "Sec-WebSocket-Version") == std::vector<std::string>{"13"});
+
+    const auto res = make_fields({{"Upgrade", "websocket"},
+                                  {"Connection", "Upgrade"},
+                                  {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}});
+    std::string head;
+    clerk::proxy::append_response_headers(res, "rid", head, /*switching=*/true);
+    CHECK(head ==
+          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Request-Id: rid\r\n"
+          "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    std::string plain;
+    clerk::proxy::append_response_headers(res, "rid", plain);
+    CHECK(plain.find("Upgrade") == std::string::npos);
+}

@@ -1,0 +1,112 @@
+#include "proxy/tunnel.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <memory>
+
+namespace clerk::proxy {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using boost::system::error_code;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+/// What both directions and the watchdog share. The first to end the tunnel closes both
+/// streams (the other direction's pending read then fails) and stops the watchdog.
+struct tunnel_state {
+    tunnel_state(any_stream& c, any_stream& u, net::any_io_executor ex)
+        : client(c), upstream(u), timer(ex) {}
+    any_stream& client;
+    any_stream& upstream;
+    net::steady_timer timer;
+    clock::time_point last_activity = clock::now();
+    tunnel_result result;
+    bool done = false;
+
+    void finish(std::string_view why) {
+        if (done) {
+            return;
+        }
+        done = true;
+        result.end = why;
+        client.close();
+        upstream.close();
+        timer.cancel();
+    }
+};
+
+net::awaitable<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
+                          beast::flat_buffer& pending, std::uint64_t& moved, char* buf,
+                          std::size_t size, std::string_view from_closed) {
+    if (pending.size() > 0) {
+        auto [ec, n] = co_await net::async_write(to, pending.data(), use_tuple);
+        moved += n;
+        pending.consume(pending.size());
+        if (ec) {
+            s.finish(from_closed == "client_closed" ? "upstream_closed" : "client_closed");
+            co_return;
+        }
+    }
+    for (;;) {
+        auto [ec, n] = co_await from.async_read_some(net::buffer(buf, size), use_tuple);
+        if (ec) {
+            s.finish(from_closed);
+            co_return;
+        }
+        s.last_activity = clock::now();
+        auto [wec, wn] = co_await net::async_write(to, net::buffer(buf, n), use_tuple);
+        moved += wn;
+        if (wec) {
+            s.finish(from_closed == "client_closed" ? "upstream_closed" : "client_closed");
+            co_return;
+        }
+        s.last_activity = clock::now();
+    }
+}
+
+net::awaitable<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
+    while (!s.done) {
+        const auto now = clock::now();
+        if (now >= limits.deadline) {
+            s.finish("deadline");
+            co_return;
+        }
+        const auto idle_end = s.last_activity + limits.idle_timeout;
+        if (now >= idle_end) {
+            s.finish("idle");
+            co_return;
+        }
+        s.timer.expires_at(std::min(idle_end, limits.deadline));
+        co_await s.timer.async_wait(use_tuple);
+    }
+}
+
+}  // namespace
+
+net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
+                                         any_stream& upstream, beast::flat_buffer& upstream_pending,
+                                         const tunnel_limits& limits, char* buffer,
+                                         std::size_t buffer_size) {
+    using namespace net::experimental::awaitable_operators;
+    // The streams' own per-operation deadlines would cut a quiet direction while the other is
+    // busy: the watchdog owns the timing here.
+    client.expires_never();
+    upstream.expires_never();
+    tunnel_state s(client, upstream, co_await net::this_coro::executor);
+    const auto other = std::make_unique_for_overwrite<char[]>(buffer_size);
+    co_await (pump(s, client, upstream, client_pending, s.result.to_upstream, buffer, buffer_size,
+                   "client_closed") &&
+              pump(s, upstream, client, upstream_pending, s.result.to_client, other.get(),
+                   buffer_size, "upstream_closed") &&
+              watchdog(s, limits));
+    s.finish("client_closed");  // no-op when a direction already ended it
+    co_return s.result;
+}
+
+}  // namespace clerk::proxy

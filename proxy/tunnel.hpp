@@ -1,0 +1,38 @@
+#pragma once
+// INTERNAL (Beast-heavy): include from proxy/*.cpp only.
+//
+// The byte tunnel of an upgraded connection (WebSocket, DESIGN.md §13): after the upstream's
+// 101 the proxy copies bytes both ways without parsing frames, until either side closes (then
+// it closes the other), no byte moved either way for `idle_timeout`, or `deadline` passes
+// (tunnel_max_lifetime, the token's expiration).
+#include "proxy/any_stream.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace clerk::proxy {
+
+struct tunnel_limits {
+    std::chrono::steady_clock::duration idle_timeout;
+    std::chrono::steady_clock::time_point deadline;  ///< time_point::max() = none
+};
+
+struct tunnel_result {
+    std::uint64_t to_upstream = 0;  ///< bytes client -> upstream (buffered ones included)
+    std::uint64_t to_client = 0;    ///< bytes upstream -> client
+    std::string_view end;           ///< client_closed, upstream_closed, idle, deadline
+};
+
+/// Runs the tunnel to its end; both streams are closed when it returns. `client_pending` and
+/// `upstream_pending` hold bytes already read past the handshake (sent on first). `buffer` is
+/// scratch space for one direction (the other allocates its own).
+net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
+                                         any_stream& upstream, beast::flat_buffer& upstream_pending,
+                                         const tunnel_limits& limits, char* buffer,
+                                         std::size_t buffer_size);
+
+}  // namespace clerk::proxy

@@ -208,9 +208,10 @@ struct ws_env {
                 "log:\n  level: info\n  format: json\n  access_log: true\n"
                 "threads: 2\n");
     }
-    std::string mint() {
+    std::string mint(json extra = json::object()) {
+        extra["machine_id"] = emu.machines().at(0).id;
         auto r = knobs.request("POST", "/__emulator/tokens", {{"Content-Type", "application/json"}},
-                               json{{"machine_id", emu.machines().at(0).id}}.dump());
+                               extra.dump());
         REQUIRE(r.status / 100 == 2);
         return json::parse(r.body)["token"].get<std::string>();
     }
@@ -344,6 +345,24 @@ TEST_CASE("websocket: idle tunnels and tunnels past their lifetime are closed", 
         }
         CHECK(closed);
         CHECK(steady::now() - t0 >= 550ms);
+    }
+    SECTION("the token's expiration, even with traffic") {
+        ws_env env;
+        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        const std::string token = env.mint({{"expiration_ms", now_ms + 1500}});
+        raw_ws c(env.proxy->port());
+        REQUIRE(c.handshake("/ws/echo", token).rfind("HTTP/1.1 101", 0) == 0);
+        const auto t0 = steady::now();
+        bool closed = false;
+        while (!closed && steady::now() - t0 < 6s) {
+            c.send_all(client_frame(1, "keep-busy"));
+            closed = c.closed_within(100ms);
+        }
+        CHECK(closed);
+        CHECK(steady::now() - t0 >= 1s);
+        CHECK(eventually([&] { return env.tunnels() == 0; }, 5s));
     }
     SECTION("other upgrades (h2c) are stripped, the request goes on as a plain one") {
         ws_env env;

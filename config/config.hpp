@@ -77,11 +77,30 @@ struct auth_config {
     std::vector<std::string> audience;
 };
 
+enum class redis_transport { tcp, tls, unix_socket };
+
+/// cache.shared (DESIGN.md §15): verification results shared by replicas through Redis.
+struct shared_cache_config {
+    std::string redis_url;  ///< "" = off. Holds the password: never logged or printed
+    redis_transport transport = redis_transport::tcp;
+    std::string host;  ///< tcp/tls (brackets removed)
+    std::uint16_t port = 6379;
+    std::string path;      ///< unix socket
+    std::string username;  ///< AUTH username (Redis 6 ACL), optional
+    std::string password;  ///< AUTH password, optional
+    int db = 0;
+    std::string key_prefix = "clerk-m2m-proxy:";
+    millis timeout{50};
+    std::string ca_file;
+    bool enabled() const { return !redis_url.empty(); }
+};
+
 struct cache_config {
     std::size_t max_entries = 100000;
     millis ttl{60000};
     millis negative_ttl{10000};
     millis stale_if_error{0};
+    shared_cache_config shared;
 };
 
 struct admin_config {

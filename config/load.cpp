@@ -176,6 +176,10 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
                  {"ttl", to_duration(cfg.cache.ttl, true)},
                  {"negative_ttl", to_duration(cfg.cache.negative_ttl, true)},
                  {"stale_if_error", to_duration(cfg.cache.stale_if_error, true)},
+                 {"shared",
+                  [this, &cfg](const YAML::Node& sn, const std::string& sk) {
+                      shared_cache(sn, sk, cfg.cache.shared);
+                  }},
              };
              r_.visit(n, k, f);
          }},

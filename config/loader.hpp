@@ -47,6 +47,9 @@ private:
     void jwt_key(const YAML::Node& n, const std::string& key, std::string& out);
     void cross_checks(config& cfg);
 
+    // Sections (load_shared.cpp).
+    void shared_cache(const YAML::Node& n, const std::string& key, shared_cache_config& out);
+
     // Sections (load_http.cpp).
     void auth(const YAML::Node& n, const std::string& key, auth_config& out);
     void headers(const YAML::Node& n, const std::string& key, core::identity_header_names& out);

@@ -24,6 +24,11 @@ std::string parse_upstream_url(std::string_view text, upstream_config& out);
 /// api_url_is_https, api_host, api_port, api_base_path.
 std::string parse_api_url(std::string_view text, clerk_config& out);
 
+/// redis://[[user]:password@]host[:port][/db], rediss://… (TLS), unix://[[user]:password@]/path
+/// [?db=N]. Fills the URL-derived fields of `out` (not redis_url). The problem text never
+/// contains the URL (it may hold a password).
+std::string parse_redis_url(std::string_view text, shared_cache_config& out);
+
 /// "localhost", "*.localhost", 127.0.0.0/8 and ::1.
 bool is_loopback_host(std::string_view host);
 

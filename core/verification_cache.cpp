@@ -240,12 +240,14 @@ cache_lookup verification_cache::lookup_stale(const token_digest& key) {
     return {};
 }
 
-void verification_cache::put_positive(const token_digest& key, std::shared_ptr<const identity> id) {
+void verification_cache::put_positive(const token_digest& key, std::shared_ptr<const identity> id,
+                                      long long until_ms) {
     if (!id || opts_.ttl.count() <= 0) {
         return;  // ttl 0: caching disabled
     }
     const long long now = now_ms(clock_);
-    const long long expires = id->expires_at_ms.value_or(std::numeric_limits<long long>::max());
+    const long long expires =
+        std::min(id->expires_at_ms.value_or(std::numeric_limits<long long>::max()), until_ms);
     if (expires <= now) {
         return;  // already expired: never serve it, not even stale
     }
@@ -260,11 +262,16 @@ void verification_cache::put_positive(const token_digest& key, std::shared_ptr<c
     s.positive.put({key, std::move(id), fresh, stale});
 }
 
-void verification_cache::put_negative(const token_digest& key, std::string_view reason) {
+void verification_cache::put_negative(const token_digest& key, std::string_view reason,
+                                      long long until_ms) {
     if (opts_.negative_ttl.count() <= 0) {
         return;  // negative_ttl 0: rejections are not remembered
     }
-    const long long until = saturating_add(now_ms(clock_), opts_.negative_ttl.count());
+    const long long until =
+        std::min(saturating_add(now_ms(clock_), opts_.negative_ttl.count()), until_ms);
+    if (until <= now_ms(clock_)) {
+        return;
+    }
     shard& s = shard_for(key);
     std::lock_guard lock(s.mu);
     s.positive.erase(key);  // a definitive rejection (e.g. revoked) beats an earlier success

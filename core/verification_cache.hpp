@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string_view>
 
@@ -84,9 +85,13 @@ public:
     /// expiration (for Clerk outages). result is stale or miss.
     cache_lookup lookup_stale(const token_digest& key);
 
-    void put_positive(const token_digest& key, std::shared_ptr<const identity> id);
+    /// `until_ms` (ms since the epoch) shortens the entry's life further: an entry copied from
+    /// the shared cache expires when its source would (DESIGN.md §15).
+    void put_positive(const token_digest& key, std::shared_ptr<const identity> id,
+                      long long until_ms = std::numeric_limits<long long>::max());
     /// `reason` must be a static string (e.g. "not_found").
-    void put_negative(const token_digest& key, std::string_view reason);
+    void put_negative(const token_digest& key, std::string_view reason,
+                      long long until_ms = std::numeric_limits<long long>::max());
 
     std::size_t size() const;  ///< positive entries
     std::size_t negative_size() const;

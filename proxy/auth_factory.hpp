@@ -10,11 +10,14 @@
 
 namespace clerk::proxy {
 
+class shared_cache;  // proxy/shared_cache.hpp
+
 /// `cache` is shared across config reloads unless the Clerk keys changed (the caller decides).
 /// `exec` runs background work (JWKS refresh) and the Clerk connection pool.
 std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
                                                   std::shared_ptr<const config::config> cfg,
                                                   std::shared_ptr<core::verification_cache> cache,
-                                                  metrics& m);
+                                                  metrics& m,
+                                                  std::shared_ptr<shared_cache> shared = nullptr);
 
 }  // namespace clerk::proxy

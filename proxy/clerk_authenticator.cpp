@@ -6,6 +6,7 @@
 #include "proxy/clerk_verifier.hpp"
 #include "proxy/jwks.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/shared_cache.hpp"
 
 #include <openssl/crypto.h>
 #include <boost/asio/strand.hpp>
@@ -47,14 +48,16 @@ auth_result make_result(decision_kind k, std::string_view reason,
 struct auth_state {
     auth_state(net::any_io_executor ex, std::shared_ptr<const config::config> c,
                std::shared_ptr<core::verification_cache> vc, metrics& mm,
-               std::shared_ptr<clerk_api> a, const core::clock& ck)
+               std::shared_ptr<clerk_api> a, const core::clock& ck,
+               std::shared_ptr<shared_cache> sc)
         : exec(std::move(ex)),
           cfg(std::move(c)),
           cache(std::move(vc)),
           m(mm),
           clk(ck),
           verifier(a, cfg->clerk, mm, ck),
-          jwks(std::make_shared<jwks_provider>(exec, a, cfg->clerk, mm)) {}
+          jwks(std::make_shared<jwks_provider>(exec, a, cfg->clerk, mm)),
+          shared(std::move(sc)) {}
 
     net::any_io_executor exec;
     std::shared_ptr<const config::config> cfg;
@@ -64,6 +67,7 @@ struct auth_state {
     clerk_verifier verifier;
     std::shared_ptr<jwks_provider> jwks;
     core::single_flight<auth_result> flights;
+    std::shared_ptr<shared_cache> shared;  ///< cache.shared (Redis), or nullptr
 };
 using state_ptr = std::shared_ptr<auth_state>;
 
@@ -113,6 +117,24 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
                               core::cache_result::negative_hit);
     }
 
+    // A token Clerk verifies (opaque) may have been verified by another replica: the shared
+    // cache is asked first. JWTs are verified locally and never shared.
+    const bool shareable = st->shared && cls.format == core::token_format::opaque;
+    std::string shared_key;
+    if (shareable) {
+        shared_key = st->shared->key_for(token.s);
+        const auto e = co_await st->shared->lookup(shared_key);
+        if (e && e->id) {
+            st->cache->put_positive(key, e->id, e->until_ms);
+            co_return make_result(decision_kind::allow, "", core::cache_result::miss, e->id);
+        }
+        if (e) {
+            st->cache->put_negative(key, e->negative_reason, e->until_ms);
+            co_return make_result(decision_kind::invalid_token, e->negative_reason,
+                                  core::cache_result::miss);
+        }
+    }
+
     // Not a ?: with co_await in both arms: GCC 12 destroys such temporaries twice.
     verification v;
     if (cls.format == core::token_format::jwt) {
@@ -123,10 +145,16 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
     switch (v.st) {
         case verification::status::valid:
             st->cache->put_positive(key, v.id);
+            if (shareable) {
+                st->shared->store_positive(std::move(shared_key), *v.id);
+            }
             co_return make_result(decision_kind::allow, "", core::cache_result::miss, v.id);
         case verification::status::invalid:
             if (v.cacheable) {
                 st->cache->put_negative(key, v.reason);
+                if (shareable) {
+                    st->shared->store_negative(std::move(shared_key), v.reason);
+                }
             }
             co_return make_result(decision_kind::invalid_token, v.reason, core::cache_result::miss);
         case verification::status::unavailable:
@@ -193,10 +221,18 @@ public:
         co_return co_await authenticate_with(key, look, token, cls, deadline);
     }
 
-    void start() override { st_->jwks->start(); }
+    void start() override {
+        st_->jwks->start();
+        if (st_->shared) {
+            st_->shared->start();
+        }
+    }
 
     void stop() override {
         st_->jwks->stop();
+        if (st_->shared) {
+            st_->shared->stop();
+        }
         st_->verifier.api()->close_idle();
     }
 
@@ -251,16 +287,17 @@ private:
 std::shared_ptr<authenticator> make_clerk_authenticator(
     net::any_io_executor exec, std::shared_ptr<const config::config> cfg,
     std::shared_ptr<core::verification_cache> cache, metrics& m, std::shared_ptr<clerk_api> api,
-    const core::clock& clk) {
+    const core::clock& clk, std::shared_ptr<shared_cache> shared) {
     auto st = std::make_shared<auth_state>(std::move(exec), std::move(cfg), std::move(cache), m,
-                                           std::move(api), clk);
+                                           std::move(api), clk, std::move(shared));
     return std::make_shared<clerk_authenticator>(std::move(st));
 }
 
 std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
                                                   std::shared_ptr<const config::config> cfg,
                                                   std::shared_ptr<core::verification_cache> cache,
-                                                  metrics& m) {
+                                                  metrics& m,
+                                                  std::shared_ptr<shared_cache> shared) {
     if (cfg->auth.accepts.accepts(core::token_type::m2m_token) && cfg->clerk.jwt_key.empty() &&
         cfg->clerk.secret_key.empty()) {
         get_logger("auth")->warn(
@@ -270,7 +307,8 @@ std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
     }
     auto api = make_clerk_client(exec, cfg->clerk);
     return make_clerk_authenticator(std::move(exec), std::move(cfg), std::move(cache), m,
-                                    std::move(api), core::system_clock::instance());
+                                    std::move(api), core::system_clock::instance(),
+                                    std::move(shared));
 }
 
 }  // namespace clerk::proxy

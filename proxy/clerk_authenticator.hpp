@@ -14,11 +14,13 @@
 
 namespace clerk::proxy {
 
+class shared_cache;  // proxy/shared_cache.hpp
+
 /// `api` performs the HTTP exchanges with Clerk (verify and JWKS); `clk` is the wall clock for
 /// token expirations. `m` and `clk` must outlive the authenticator and its background work.
 std::shared_ptr<authenticator> make_clerk_authenticator(
     net::any_io_executor exec, std::shared_ptr<const config::config> cfg,
     std::shared_ptr<core::verification_cache> cache, metrics& m, std::shared_ptr<clerk_api> api,
-    const core::clock& clk);
+    const core::clock& clk, std::shared_ptr<shared_cache> shared = nullptr);
 
 }  // namespace clerk::proxy

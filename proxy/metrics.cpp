@@ -155,6 +155,15 @@ void metrics::connection_closed() {
 std::int64_t metrics::active_connections() const {
     return active_.load(relaxed);
 }
+void metrics::shared_cache_lookup(shared_result r) {
+    shared_lookups_[static_cast<std::size_t>(r)].fetch_add(1, relaxed);
+}
+void metrics::shared_cache_write(bool ok) {
+    shared_writes_[ok ? 0 : 1].fetch_add(1, relaxed);
+}
+void metrics::shared_cache_bad_entry() {
+    shared_rejected_.fetch_add(1, relaxed);
+}
 void metrics::tunnel_opened() {
     tunnels_.fetch_add(1, relaxed);
 }
@@ -242,6 +251,24 @@ std::string metrics::render() const {
 
     header(out, "clerk_proxy_active_connections", "Open downstream connections.", "gauge");
     out += "clerk_proxy_active_connections " + std::to_string(active_connections()) + '\n';
+    header(out, "clerk_proxy_shared_cache_lookups_total",
+           "Shared-cache (Redis) lookups on a local miss, by result.", "counter");
+    static constexpr const char* lookup_names[] = {"hit", "miss", "error"};
+    for (std::size_t i = 0; i < shared_lookups_.size(); ++i) {
+        out += "clerk_proxy_shared_cache_lookups_total{result=\"";
+        out += lookup_names[i];
+        out += "\"} " + std::to_string(shared_lookups_[i].load(relaxed)) + '\n';
+    }
+    header(out, "clerk_proxy_shared_cache_writes_total",
+           "Shared-cache (Redis) writes of Clerk results, by result.", "counter");
+    out += "clerk_proxy_shared_cache_writes_total{result=\"ok\"} " +
+           std::to_string(shared_writes_[0].load(relaxed)) + '\n';
+    out += "clerk_proxy_shared_cache_writes_total{result=\"error\"} " +
+           std::to_string(shared_writes_[1].load(relaxed)) + '\n';
+    header(out, "clerk_proxy_shared_cache_rejected_entries_total",
+           "Shared-cache entries that failed their MAC check (forged or foreign).", "counter");
+    out += "clerk_proxy_shared_cache_rejected_entries_total " +
+           std::to_string(shared_rejected_.load(relaxed)) + '\n';
     header(out, "clerk_proxy_websocket_tunnels", "Open WebSocket tunnels.", "gauge");
     out += "clerk_proxy_websocket_tunnels " + std::to_string(websocket_tunnels()) + '\n';
     return out;

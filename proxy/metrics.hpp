@@ -39,7 +39,11 @@ public:
     void connection_opened();
     void connection_closed();
     std::int64_t active_connections() const;
-    void tunnel_opened();  ///< clerk_proxy_websocket_tunnels (gauge)
+    enum class shared_result { hit, miss, error };
+    void shared_cache_lookup(shared_result r);  ///< clerk_proxy_shared_cache_lookups_total
+    void shared_cache_write(bool ok);           ///< clerk_proxy_shared_cache_writes_total
+    void shared_cache_bad_entry();              ///< clerk_proxy_shared_cache_rejected_entries_total
+    void tunnel_opened();                       ///< clerk_proxy_websocket_tunnels (gauge)
     void tunnel_closed();
     std::int64_t websocket_tunnels() const;
     /// Source of clerk_proxy_cache_entries (set by the server; reads the live cache).
@@ -56,6 +60,9 @@ private:
     std::array<std::atomic<std::uint64_t>, 600> clerk_{};
     std::atomic<std::int64_t> active_{0};
     std::atomic<std::int64_t> tunnels_{0};
+    std::array<std::atomic<std::uint64_t>, 3> shared_lookups_{};
+    std::array<std::atomic<std::uint64_t>, 2> shared_writes_{};
+    std::atomic<std::uint64_t> shared_rejected_{0};
     histogram clerk_latency_;
     histogram upstream_latency_;
     std::function<std::size_t()> cache_entries_;

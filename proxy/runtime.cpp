@@ -2,6 +2,7 @@
 
 #include "proxy/auth_factory.hpp"
 #include "proxy/logging.hpp"
+#include "proxy/shared_cache.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace clerk::proxy {
@@ -62,7 +63,14 @@ std::shared_ptr<const runtime> build_runtime(const std::vector<net::any_io_execu
         cache = std::make_shared<core::verification_cache>(opts, core::system_clock::instance());
     }
 
-    auto auth = make_authenticator(loops.front(), cfg, cache, m);
+    // The shared cache (Redis) lives on the control plane's loop, where verifications run.
+    std::string shared_error;
+    auto shared = shared_cache::create(loops.front(), *cfg, m, shared_error);
+    if (!shared_error.empty()) {
+        errors.push_back(shared_error);
+        return nullptr;
+    }
+    auto auth = make_authenticator(loops.front(), cfg, cache, m, std::move(shared));
     auto rt =
         std::make_shared<runtime>(runtime{cfg, core::header_rules(cfg->headers), std::move(auth),
                                           std::move(cache), std::move(pools)});

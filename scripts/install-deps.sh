@@ -11,8 +11,9 @@ want=()
 for g in "${groups[@]}"; do
   case "$g" in
     build) want+=(g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev
-                  nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev openssl ca-certificates) ;;
-    test)  want+=(catch2 curl clang-format python3 python3-yaml python3-websockets nginx-light caddy) ;;
+                  nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev openssl ca-certificates) ;;
+    test)  want+=(catch2 curl clang-format python3 python3-yaml python3-websockets nginx-light caddy
+                  redis-server) ;;
     bench) want+=(wrk nginx-light curl util-linux procps time strace gcc) ;;
     fuzz)  want+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown group '$g' (build|test|bench|fuzz)" >&2; exit 2 ;;

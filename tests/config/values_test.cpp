@@ -210,3 +210,53 @@ TEST_CASE("file_problem", "[config][values]") {
     CHECK_THAT(file_problem("/nonexistent/file"), Catch::Matchers::Contains("does not exist"));
     CHECK_THAT(file_problem(CLERK_CONFIG_FIXTURES), Catch::Matchers::Contains("not a regular"));
 }
+
+TEST_CASE("parse_redis_url: redis, rediss and unix forms", "[config][values]") {
+    using clerk::config::parse_redis_url;
+    using clerk::config::redis_transport;
+    clerk::config::shared_cache_config c;
+    REQUIRE(parse_redis_url("redis://127.0.0.1:6380/2", c).empty());
+    CHECK(c.transport == redis_transport::tcp);
+    CHECK(c.host == "127.0.0.1");
+    CHECK(c.port == 6380);
+    CHECK(c.db == 2);
+    CHECK(c.password.empty());
+
+    REQUIRE(parse_redis_url("rediss://app:p%40ss:w@cache.internal", c).empty());
+    CHECK(c.transport == redis_transport::tls);
+    CHECK(c.host == "cache.internal");
+    CHECK(c.port == 6379);
+    CHECK(c.username == "app");
+    CHECK(c.password == "p@ss:w");
+    CHECK(c.db == 0);
+
+    REQUIRE(parse_redis_url("redis://:secret@[::1]:7000", c).empty());
+    CHECK(c.host == "::1");
+    CHECK(c.port == 7000);
+    CHECK(c.username.empty());
+    CHECK(c.password == "secret");
+
+    REQUIRE(parse_redis_url("unix://:secret@/run/redis/redis.sock?db=3", c).empty());
+    CHECK(c.transport == redis_transport::unix_socket);
+    CHECK(c.path == "/run/redis/redis.sock");
+    CHECK(c.password == "secret");
+    CHECK(c.db == 3);
+    REQUIRE(parse_redis_url("unix:///tmp/r.sock", c).empty());
+    CHECK(c.path == "/tmp/r.sock");
+}
+
+TEST_CASE("parse_redis_url: refusals never echo the URL (it may hold a password)",
+          "[config][values]") {
+    using clerk::config::parse_redis_url;
+    clerk::config::shared_cache_config c;
+    for (const char* bad :
+         {"http://h:1", "redis://", "redis://h:0", "redis://h:99999", "redis://h/x",
+          "redis://secretpw@h", "redis://:p%zz@h", "unix://secretpw@", "unix:///s?x=1",
+          "redis://[::1", "rediss://:secretpw@:6379"}) {
+        INFO(bad);
+        const auto p = parse_redis_url(bad, c);
+        CHECK_FALSE(p.empty());
+        CHECK(p.find("secretpw") == std::string::npos);
+        CHECK(p.find(bad) == std::string::npos);
+    }
+}

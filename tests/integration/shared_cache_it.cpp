@@ -1,0 +1,284 @@
+// The shared verification cache (issue #19, cache.shared) with a real Redis (Debian
+// redis-server, started privately: its own dir, a unix socket or a free loopback port, no
+// persistence, stopped by PID), two proxy processes and the Clerk emulator.
+#include "harness.hpp"
+
+#include "core/shared_entry.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/sha.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+
+using namespace clerk::it;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
+
+http_client::header_list bearer(const std::string& token) {
+    return {{"Authorization", "Bearer " + token}};
+}
+
+std::uint16_t free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        throw std::runtime_error("free_port: no socket");
+    }
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+/// redis-server on a unix socket in `dir` (and a TCP port when `port` != 0).
+class redis_server {
+public:
+    redis_server(const temp_dir& dir, std::uint16_t port = 0, std::string password = {})
+        : dir_(dir.path().string()), port_(port), password_(std::move(password)) {
+        start();
+    }
+    ~redis_server() { stop(); }
+
+    void start() {
+        std::vector<std::string> args{"--port",       std::to_string(port_),
+                                      "--bind",       "127.0.0.1",
+                                      "--unixsocket", socket(),
+                                      "--dir",        dir_,
+                                      "--save",       "",
+                                      "--appendonly", "no",
+                                      "--daemonize",  "no",
+                                      "--loglevel",   "warning"};
+        if (!password_.empty()) {
+            args.insert(args.end(), {"--requirepass", password_});
+        }
+        proc_ = std::make_unique<process>("/usr/bin/redis-server", args);
+        if (!eventually([&] { return cli({"PING"}) == "PONG"; }, 10s)) {
+            FAIL("redis-server did not start (scripts/install-deps.sh test installs it):\n"
+                 << proc_->output());
+        }
+    }
+    void stop() {
+        if (proc_ && proc_->running()) {
+            proc_->signal(SIGKILL);
+            proc_->wait_exit(5s);
+        }
+        proc_.reset();
+    }
+    std::string socket() const { return dir_ + "/redis.sock"; }
+    std::string url() const { return "unix://" + socket(); }
+
+    /// redis-cli on the socket; its output without the trailing newline.
+    std::string cli(const std::vector<std::string>& args) const {
+        std::vector<std::string> a{"-s", socket(), "--no-auth-warning"};
+        if (!password_.empty()) {
+            a.insert(a.end(), {"-a", password_});
+        }
+        a.insert(a.end(), args.begin(), args.end());
+        process p("/usr/bin/redis-cli", a);
+        p.wait_exit(10s);
+        std::string out = p.output();
+        while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) {
+            out.pop_back();
+        }
+        return out;
+    }
+
+private:
+    std::string dir_;
+    std::uint16_t port_;
+    std::string password_;
+    std::unique_ptr<process> proc_;
+};
+
+struct fleet {
+    explicit fleet(const std::string& redis_url, std::size_t n = 2)
+        : emu({"caller"}), knobs(emu.port()) {
+        for (std::size_t i = 0; i < n; ++i) {
+            proxies.push_back(std::make_unique<proxy_process>(
+                dirs[i],
+                "listen: \"127.0.0.1:0\"\n"
+                "upstream:\n  url: \"" +
+                    up.url() +
+                    "\"\n"
+                    "clerk:\n  api_url: \"" +
+                    emu.url() + "\"\n  secret_key: \"" + instance_key +
+                    "\"\n  retries: 0\n"
+                    "cache:\n  ttl: 60s\n  negative_ttl: 60s\n  shared:\n"
+                    "    redis_url: \"" +
+                    redis_url +
+                    "\"\n    timeout: 200ms\n"
+                    "admin:\n  listen: \"127.0.0.1:0\"\n"
+                    "log:\n  level: info\n  format: json\n  access_log: false\n"
+                    "threads: 2\n"));
+        }
+    }
+    std::string mint() {
+        auto r = knobs.request("POST", "/__emulator/tokens", {{"Content-Type", "application/json"}},
+                               json{{"machine_id", emu.machines().at(0).id}}.dump());
+        REQUIRE(r.status / 100 == 2);
+        return json::parse(r.body)["token"].get<std::string>();
+    }
+    long verify_calls() {
+        auto r = knobs.get("/__emulator/stats");
+        REQUIRE(r.status == 200);
+        return json::parse(r.body)["verify_calls"].get<long>();
+    }
+    double metric(std::size_t i, const std::string& series) {
+        return scrape_metric(proxies[i]->admin_port(), series).value_or(0);
+    }
+    /// Waits until proxy `i` has written `n` results to Redis.
+    bool written(std::size_t i, double n) {
+        return eventually(
+            [&] { return metric(i, "clerk_proxy_shared_cache_writes_total{result=\"ok\"}") >= n; },
+            10s);
+    }
+    int get(std::size_t i, const std::string& token) {
+        http_client c(proxies[i]->port());
+        return c.get("/api/x", bearer(token)).status;
+    }
+
+    std::array<temp_dir, 4> dirs;
+    emulator_process emu;
+    http_client knobs;
+    recording_upstream up;
+    std::vector<std::unique_ptr<proxy_process>> proxies;
+};
+
+std::string hex_sha256(std::string_view s) {
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : d) {
+        out += hex[c >> 4];
+        out += hex[c & 0xf];
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("shared cache: one Clerk call per token for the whole fleet", "[it][shared]") {
+    temp_dir dir;
+    redis_server redis(dir);
+    fleet f(redis.url());
+    const std::string token = f.mint();
+
+    REQUIRE(f.get(0, token) == 200);
+    REQUIRE(f.written(0, 1));
+    for (int i = 1; i < 100; ++i) {
+        REQUIRE(f.get(static_cast<std::size_t>(i % 2), token) == 200);
+    }
+    CHECK(f.verify_calls() == 1);
+    CHECK(f.metric(1, "clerk_proxy_shared_cache_lookups_total{result=\"hit\"}") == 1);
+
+    SECTION("negative results are shared too") {
+        const std::string unknown = "mt_" + std::string(40, 'z');
+        const long before = f.verify_calls();
+        CHECK(f.get(0, unknown) == 401);
+        REQUIRE(f.written(0, 2));
+        CHECK(f.get(1, unknown) == 401);
+        CHECK(f.verify_calls() == before + 1);
+    }
+    SECTION("keys hold neither a token nor a plain SHA-256 of one") {
+        const auto keys = redis.cli({"--scan"});
+        CHECK(keys.rfind("clerk-m2m-proxy:", 0) == 0);
+        CHECK(keys.find(token) == std::string::npos);
+        CHECK(keys.find(hex_sha256(token)) == std::string::npos);
+        const auto value = redis.cli({"GET", keys});
+        CHECK(value.find(token) == std::string::npos);
+    }
+}
+
+TEST_CASE("shared cache: a forged entry is never trusted", "[it][shared]") {
+    temp_dir dir;
+    redis_server redis(dir);
+    fleet f(redis.url(), 1);
+    // Someone who can write to Redis but does not hold our Clerk key: an identity for a token
+    // Clerk does not know, under the right key name (key names are not secret), MACed with
+    // another key.
+    const std::string bogus = "mt_" + std::string(40, 'q');
+    const clerk::core::shared_entry_codec ours(instance_key, "clerk-m2m-proxy:");
+    const clerk::core::shared_entry_codec attacker("sk_test_guess", "clerk-m2m-proxy:");
+    clerk::core::identity fake;
+    fake.subject = "mch_admin";
+    fake.token_id = "mt_fake";
+    fake.scopes = {"everything"};
+    const long long far = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() +
+                          3'600'000;
+    const auto key = ours.key_for(bogus);
+    REQUIRE(redis.cli({"SET", key, attacker.encode_positive(key, fake, far)}) == "OK");
+
+    CHECK(f.get(0, bogus) == 401);
+    CHECK(f.verify_calls() == 1);  // Clerk was asked: the entry was not believed
+    CHECK(f.metric(0, "clerk_proxy_shared_cache_rejected_entries_total") == 1);
+    CHECK(f.up.requests().empty());
+}
+
+TEST_CASE("shared cache: Redis down costs no request, and it comes back", "[it][shared]") {
+    temp_dir dir;
+    redis_server redis(dir);
+    fleet f(redis.url());
+    REQUIRE(f.get(0, f.mint()) == 200);
+    REQUIRE(f.written(0, 1));
+
+    redis.stop();
+    for (int i = 0; i < 20; ++i) {
+        CHECK(f.get(static_cast<std::size_t>(i % 2), f.mint()) == 200);  // Clerk answers alone
+    }
+    CHECK(f.metric(0, "clerk_proxy_shared_cache_lookups_total{result=\"error\"}") >= 1);
+
+    redis.start();
+    // Reconnection happens in the background with backoff (at most 5 s between attempts):
+    // fresh tokens until one verified by proxy 0 is found in Redis by proxy 1.
+    bool shared_again = false;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!shared_again && std::chrono::steady_clock::now() < deadline) {
+        const std::string t = f.mint();
+        const double writes = f.metric(0, "clerk_proxy_shared_cache_writes_total{result=\"ok\"}");
+        const double hits = f.metric(1, "clerk_proxy_shared_cache_lookups_total{result=\"hit\"}");
+        REQUIRE(f.get(0, t) == 200);
+        if (eventually(
+                [&] {
+                    return f.metric(0, "clerk_proxy_shared_cache_writes_total{result=\"ok\"}") >
+                           writes;
+                },
+                1s)) {
+            REQUIRE(f.get(1, t) == 200);
+            shared_again =
+                f.metric(1, "clerk_proxy_shared_cache_lookups_total{result=\"hit\"}") > hits;
+        }
+    }
+    CHECK(shared_again);
+    CHECK(f.proxies[0]->proc().running());
+    CHECK(f.proxies[1]->proc().running());
+}
+
+TEST_CASE("shared cache: AUTH over TCP, the password never in the output", "[it][shared]") {
+    temp_dir dir;
+    const std::uint16_t port = free_port();
+    redis_server redis(dir, port, "s3cret-redis-pw");
+    fleet f("redis://:s3cret-redis-pw@127.0.0.1:" + std::to_string(port) + "/1");
+    const std::string token = f.mint();
+    REQUIRE(f.get(0, token) == 200);
+    REQUIRE(f.written(0, 1));
+    CHECK(f.get(1, token) == 200);
+    CHECK(f.verify_calls() == 1);
+    for (const auto& p : f.proxies) {
+        CHECK(p->proc().output().find("s3cret-redis-pw") == std::string::npos);
+        CHECK(p->proc().output().find(token) == std::string::npos);
+    }
+}

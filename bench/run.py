@@ -16,6 +16,10 @@ Cases:
   e  clerk-m2m-proxy, M2M JWT tokens (local verification), cache warm
   e1 clerk-m2m-proxy, M2M JWT tokens, first seen (cache off: every request verifies)
   f  Node proxy on @clerk/backend authenticateRequest + an LRU cache, warm
+  h  clerk-m2m-proxy, opaque, every request a local cache miss answered by the shared cache
+     (cache.max_entries 1, Redis warm): the cost of a shared-cache hit
+  fleet  4 proxy processes, 200 new tokens each sent once to every proxy: Clerk calls with and
+     without the shared cache (not a throughput case)
   g  nginx with auth_request asking clerk-m2m-proxy in forward_auth mode (docs/gateways/nginx.conf
      as documented, kept-alive connections to both), opaque, cache warm: nginx and the proxy
      share CPU 0 and their CPU, allocations and syscalls are added up
@@ -56,7 +60,7 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
-CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f g").split()
+CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f g h fleet").split()
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
 NCPU = os.cpu_count() or 1
 CPU_TESTED = "0"
@@ -301,7 +305,8 @@ http {{
     def set_latency(self, ms):
         http_json("POST", f"{self.clerk}/__emulator/latency", {"ms": ms})
 
-    def start_proxy(self, name, ttl="60s", access_log=False, binary=PROXY, mode="proxy"):
+    def start_proxy(self, name, ttl="60s", access_log=False, binary=PROXY, mode="proxy",
+                    cache_extra="", cpu=CPU_TESTED):
         port, admin = free_port(), free_port()
         cfg = os.path.join(self.work, f"{name}.yaml")
         upstream = (f"""upstream:
@@ -318,7 +323,7 @@ auth:
   accepts_token: [m2m_token]
 cache:
   ttl: {ttl}
-admin:
+{cache_extra}admin:
   listen: "127.0.0.1:{admin}"
 log:
   level: warn
@@ -327,7 +332,7 @@ threads: 1
 """)
         log = os.path.join(self.work, f"{name}.log")
         alloc_file = os.path.join(self.work, f"{name}.allocs")
-        p = self.procs.start([binary, "--config", cfg], cpu=CPU_TESTED, stdout=open(log, "w"),
+        p = self.procs.start([binary, "--config", cfg], cpu=cpu, stdout=open(log, "w"),
                              stderr=subprocess.STDOUT, alloc_file=alloc_file)
         wait_for_port(port)
         wait_for_port(admin)
@@ -443,8 +448,67 @@ threads: 1
             self.procs.stop(p)
         if "g" in CASES:
             self.gateway_case(opaque)
+        if "h" in CASES or "fleet" in CASES:
+            self.start_redis()
+        if "h" in CASES:
+            self.shared_hit_case(opaque)
+        if "fleet" in CASES:
+            self.fleet = self.fleet_case()
         self.memory = self.memory_bench() if MEMORY else {}
         self.write_results()
+
+    def start_redis(self):
+        self.redis_sock = os.path.join(self.work, "redis.sock")
+        self.procs.start(["redis-server", "--port", "0", "--unixsocket", self.redis_sock,
+                          "--dir", self.work, "--save", "", "--appendonly", "no"],
+                         cpu=CPU_LOAD, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not os.path.exists(self.redis_sock) and time.time() < deadline:
+            time.sleep(0.05)
+
+    def shared_cache_yaml(self, max_entries=None):
+        extra = f"  max_entries: {max_entries}\n" if max_entries else ""
+        return extra + f"""  shared:
+    redis_url: "unix://{self.redis_sock}"
+"""
+
+    def shared_hit_case(self, tokens):
+        """Case h: a local cache of one entry, so that each request with 100 rotating tokens is a
+        local miss that the (warm) shared cache answers: what a shared-cache hit costs."""
+        p, port = self.start_proxy("shared-hit", cache_extra=self.shared_cache_yaml(1))
+        self.measure("h", "clerk-m2m-proxy, opaque, local miss + shared-cache (Redis) hit", p.pid,
+                     port, tokens, alloc_file=p.alloc_file)
+        self.procs.stop(p)
+
+    def fleet_case(self, proxies=4, count=200):
+        """Clerk calls for `count` new tokens each sent once to each of `proxies` processes."""
+        import http.client
+        out = {}
+        for shared in (False, True):
+            fleet = [self.start_proxy(f"fleet-{shared}-{i}", cpu=None,
+                                      cache_extra=self.shared_cache_yaml() if shared else "")
+                     for i in range(proxies)]
+            tokens = [l.strip() for l in open(self.mint(count, "opaque")) if l.strip()]
+            self.set_latency(0)
+            before = self.clerk_stats()["verify_calls"]
+            bad = 0
+            conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                     for _, port in fleet]
+            for t in tokens:
+                for c in conns:
+                    c.request("GET", "/", headers={"Authorization": "Bearer " + t})
+                    r = c.getresponse()
+                    r.read()
+                    bad += r.status != 200
+                time.sleep(0.002)  # the first proxy's write to Redis is asynchronous
+            out["shared" if shared else "local"] = {
+                "calls": self.clerk_stats()["verify_calls"] - before, "requests": count * proxies,
+                "non200": bad}
+            self.set_latency(LATENCY_MS)
+            for p, _ in fleet:
+                self.procs.stop(p)
+        print(f"  fleet: {out}", flush=True)
+        return out
 
     def gateway_case(self, tokens):
         """Case g: the documented nginx auth_request config in front of the upstream, asking
@@ -514,7 +578,7 @@ threads: 1
         def num(x, fmt):
             return "–" if x != x else format(x, fmt)
 
-        for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f", "g"]:
+        for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f", "g", "h"]:
             r = self.results.get(case)
             if not r:
                 continue
@@ -535,6 +599,15 @@ threads: 1
             for case, r in breakdown:
                 top = ", ".join(f"{k} {v:.2f}" for k, v in list(r["syscalls"].items())[:8])
                 lines.append(f"- ({case}) {r['label']}: {top}")
+        fleet = getattr(self, "fleet", None)
+        if fleet:
+            lines += ["", "## Shared cache: Clerk calls of a fleet", "",
+                      f"4 proxy processes, {fleet['local']['requests'] // 4} new opaque tokens, "
+                      "each sent once to every process (no Clerk latency):", "",
+                      f"- local caches only: {fleet['local']['calls']} Clerk calls for "
+                      f"{fleet['local']['requests']} requests ({fleet['local']['non200']} non-200)",
+                      f"- with `cache.shared` (Redis): {fleet['shared']['calls']} Clerk calls for "
+                      f"{fleet['shared']['requests']} requests ({fleet['shared']['non200']} non-200)"]
         if self.memory:
             m = self.memory
             lines += ["", "## Memory", "",

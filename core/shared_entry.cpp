@@ -76,6 +76,14 @@ std::array<std::uint8_t, 32> shared_entry_codec::mac(std::string_view key,
     return hmac(mac_key_.data(), mac_key_.size(), key, payload);
 }
 
+std::string shared_entry_codec::seal(std::string_view key, std::string_view payload) const {
+    const auto m = mac(key, payload);
+    std::string out;
+    append_hex(out, m.data(), m.size());
+    out += payload;
+    return out;
+}
+
 std::string shared_entry_codec::encode_positive(std::string_view key, const identity& id,
                                                 long long until_ms) const {
     json j{{"v", version_tag},
@@ -92,23 +100,13 @@ std::string shared_entry_codec::encode_positive(std::string_view key, const iden
     if (id.audience) {
         j["aud"] = *id.audience;
     }
-    const std::string payload = j.dump(-1, ' ', true, json::error_handler_t::replace);
-    const auto m = mac(key, payload);
-    std::string out;
-    append_hex(out, m.data(), m.size());
-    out += payload;
-    return out;
+    return seal(key, j.dump(-1, ' ', true, json::error_handler_t::replace));
 }
 
 std::string shared_entry_codec::encode_negative(std::string_view key, std::string_view reason,
                                                 long long until_ms) const {
     const json j{{"v", version_tag}, {"until", until_ms}, {"reason", reason}};
-    const std::string payload = j.dump(-1, ' ', true, json::error_handler_t::replace);
-    const auto m = mac(key, payload);
-    std::string out;
-    append_hex(out, m.data(), m.size());
-    out += payload;
-    return out;
+    return seal(key, j.dump(-1, ' ', true, json::error_handler_t::replace));
 }
 
 shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view key,

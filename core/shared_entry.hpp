@@ -42,6 +42,10 @@ public:
     decode_status decode(std::string_view key, std::string_view value, long long now_ms,
                          entry& out) const;
 
+    /// hex(MAC(key, payload)) + payload: what encode_* store (public for the fuzz target,
+    /// which must reach the payload parser behind the MAC).
+    std::string seal(std::string_view key, std::string_view payload) const;
+
 private:
     std::array<std::uint8_t, 32> mac(std::string_view key, std::string_view payload) const;
 

@@ -55,6 +55,12 @@ std::string_view static_reason(std::string_view r) {
 
 constexpr std::string_view version_tag = "v1";
 
+/// A string member, or "" when absent or of another type (json::value() would throw then).
+std::string string_member(const json& j, const char* name) {
+    const auto it = j.find(name);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 }  // namespace
 
 shared_entry_codec::shared_entry_codec(std::string_view clerk_key, std::string prefix)
@@ -126,7 +132,7 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
     // Authentic from here on (written by a proxy holding the same Clerk key): still parsed
     // defensively, as a newer version may have written it.
     const json j = json::parse(payload, nullptr, false);
-    if (!j.is_object() || j.value("v", std::string()) != version_tag) {
+    if (!j.is_object() || string_member(j, "v") != version_tag) {
         return decode_status::malformed;
     }
     const auto until = j.find("until");
@@ -145,7 +151,7 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
         return decode_status::ok;
     }
     auto id = std::make_shared<identity>();
-    const auto type = parse_token_type(j.value("type", std::string()));
+    const auto type = parse_token_type(string_member(j, "type"));
     const auto sub = j.find("sub");
     const auto tid = j.find("tid");
     const auto scopes = j.find("scopes");
@@ -154,7 +160,9 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
         return decode_status::malformed;
     }
     id->type = *type;
-    id->format = j.value("jwt", false) ? token_format::jwt : token_format::opaque;
+    const auto jwt = j.find("jwt");
+    id->format = jwt != j.end() && jwt->is_boolean() && jwt->get<bool>() ? token_format::jwt
+                                                                         : token_format::opaque;
     id->subject = sub->get<std::string>();
     id->token_id = tid->get<std::string>();
     for (const auto& s : *scopes) {

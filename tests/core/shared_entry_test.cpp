@@ -93,6 +93,17 @@ TEST_CASE("shared entries: round trip, and only authentic unexpired values decod
         CHECK(c.decode(key, std::string(64, '0') + R"({"v":"v1"})", now, e) == status::bad_mac);
         CHECK_FALSE(e.id);
     }
+    SECTION("an authentic payload of another shape is malformed, never an exception") {
+        shared_entry_codec::entry e;
+        for (const char* payload :
+             {R"({"v":44444})", R"([1,2])", R"({"v":"v1","until":"soon"})",
+              R"({"v":"v1","until":1900000000000,"type":7,"sub":"mch_a","tid":"t","scopes":[]})",
+              R"({"v":"v1","until":1900000000000,"reason":5})", "not json"}) {
+            INFO(payload);
+            CHECK(c.decode(key, c.seal(key, payload), now, e) == status::malformed);
+            CHECK_FALSE(e.id);
+        }
+    }
     SECTION("an expired token is never served, whatever the entry says") {
         auto short_lived = id;
         short_lived.expires_at_ms = now - 1;

@@ -356,9 +356,8 @@ private:
                 limits.deadline, now + std::chrono::milliseconds(*ex_.id->expires_at_ms - wall_ms));
         }
         m_.tunnel_opened();
-        const auto r =
-            co_await run_tunnel(ex_.client, ex_.client_buffer, *conn_.stream, ex_.up_buffer, limits,
-                                ex_.chunk.get(), body_chunk_bytes);
+        const auto r = co_await run_tunnel(ex_.client, ex_.client_buffer, *conn_.stream,
+                                           ex_.up_buffer, limits);
         m_.tunnel_closed();
         log_->debug("[r{}] tunnel closed ({}): {} bytes up, {} down", ex_.request_id, r.end,
                     r.to_upstream, r.to_client);

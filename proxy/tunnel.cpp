@@ -91,19 +91,19 @@ net::awaitable<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
 
 net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
                                          any_stream& upstream, beast::flat_buffer& upstream_pending,
-                                         const tunnel_limits& limits, char* buffer,
-                                         std::size_t buffer_size) {
+                                         const tunnel_limits& limits) {
     using namespace net::experimental::awaitable_operators;
     // The streams' own per-operation deadlines would cut a quiet direction while the other is
     // busy: the watchdog owns the timing here.
     client.expires_never();
     upstream.expires_never();
     tunnel_state s(client, upstream, co_await net::this_coro::executor);
-    const auto other = std::make_unique_for_overwrite<char[]>(buffer_size);
-    co_await (pump(s, client, upstream, client_pending, s.result.to_upstream, buffer, buffer_size,
+    constexpr std::size_t half = 16 * 1024;
+    const auto buffers = std::make_unique_for_overwrite<char[]>(2 * half);
+    co_await (pump(s, client, upstream, client_pending, s.result.to_upstream, buffers.get(), half,
                    "client_closed") &&
-              pump(s, upstream, client, upstream_pending, s.result.to_client, other.get(),
-                   buffer_size, "upstream_closed") &&
+              pump(s, upstream, client, upstream_pending, s.result.to_client, buffers.get() + half,
+                   half, "upstream_closed") &&
               watchdog(s, limits));
     s.finish("client_closed");  // no-op when a direction already ended it
     co_return s.result;

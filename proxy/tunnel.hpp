@@ -28,11 +28,11 @@ struct tunnel_result {
 };
 
 /// Runs the tunnel to its end; both streams are closed when it returns. `client_pending` and
-/// `upstream_pending` hold bytes already read past the handshake (sent on first). `buffer` is
-/// scratch space for one direction (the other allocates its own).
+/// `upstream_pending` hold bytes already read past the handshake (sent on first). Each
+/// direction copies through its own 16 KiB buffer, allocated for the tunnel's life: an idle
+/// tunnel costs its two sockets and 32 KiB.
 net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
                                          any_stream& upstream, beast::flat_buffer& upstream_pending,
-                                         const tunnel_limits& limits, char* buffer,
-                                         std::size_t buffer_size);
+                                         const tunnel_limits& limits);
 
 }  // namespace clerk::proxy

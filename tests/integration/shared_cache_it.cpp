@@ -44,8 +44,12 @@ std::uint16_t free_port() {
 /// redis-server on a unix socket in `dir` (and a TCP port when `port` != 0).
 class redis_server {
 public:
-    redis_server(const temp_dir& dir, std::uint16_t port = 0, std::string password = {})
-        : dir_(dir.path().string()), port_(port), password_(std::move(password)) {
+    redis_server(const temp_dir& dir, std::uint16_t port = 0, std::string password = {},
+                 std::vector<std::string> extra = {})
+        : dir_(dir.path().string()),
+          port_(port),
+          password_(std::move(password)),
+          extra_(std::move(extra)) {
         start();
     }
     ~redis_server() { stop(); }
@@ -62,6 +66,7 @@ public:
         if (!password_.empty()) {
             args.insert(args.end(), {"--requirepass", password_});
         }
+        args.insert(args.end(), extra_.begin(), extra_.end());
         proc_ = std::make_unique<process>("/usr/bin/redis-server", args);
         if (!eventually([&] { return cli({"PING"}) == "PONG"; }, 10s)) {
             FAIL("redis-server did not start (scripts/install-deps.sh test installs it):\n"
@@ -98,11 +103,13 @@ private:
     std::string dir_;
     std::uint16_t port_;
     std::string password_;
+    std::vector<std::string> extra_;
     std::unique_ptr<process> proc_;
 };
 
 struct fleet {
-    explicit fleet(const std::string& redis_url, std::size_t n = 2)
+    explicit fleet(const std::string& redis_url, std::size_t n = 2,
+                   const std::string& shared_extra = {})
         : emu({"caller"}), knobs(emu.port()) {
         for (std::size_t i = 0; i < n; ++i) {
             proxies.push_back(std::make_unique<proxy_process>(
@@ -116,8 +123,7 @@ struct fleet {
                     "\"\n  retries: 0\n"
                     "cache:\n  ttl: 60s\n  negative_ttl: 60s\n  shared:\n"
                     "    redis_url: \"" +
-                    redis_url +
-                    "\"\n    timeout: 200ms\n"
+                    redis_url + "\"\n    timeout: 200ms\n" + shared_extra +
                     "admin:\n  listen: \"127.0.0.1:0\"\n"
                     "log:\n  level: info\n  format: json\n  access_log: false\n"
                     "threads: 2\n"));
@@ -280,5 +286,33 @@ TEST_CASE("shared cache: AUTH over TCP, the password never in the output", "[it]
     for (const auto& p : f.proxies) {
         CHECK(p->proc().output().find("s3cret-redis-pw") == std::string::npos);
         CHECK(p->proc().output().find(token) == std::string::npos);
+    }
+}
+
+TEST_CASE("shared cache: rediss:// with certificate and host-name verification", "[it][shared]") {
+    temp_dir dir;
+    const auto pki = make_test_pki(dir, "redis", {"localhost"}, {"127.0.0.1"});
+    const std::uint16_t tls_port = free_port();
+    redis_server redis(dir, 0, {},
+                       {"--tls-port", std::to_string(tls_port), "--tls-cert-file", pki.cert,
+                        "--tls-key-file", pki.key, "--tls-auth-clients", "no"});
+    const std::string url = "rediss://localhost:" + std::to_string(tls_port);
+
+    SECTION("trusted through cache.shared.ca_file: shared") {
+        fleet f(url, 2, "    ca_file: \"" + pki.ca_cert + "\"\n");
+        const std::string token = f.mint();
+        REQUIRE(f.get(0, token) == 200);
+        REQUIRE(f.written(0, 1));
+        CHECK(f.get(1, token) == 200);
+        CHECK(f.verify_calls() == 1);
+    }
+    SECTION("an untrusted certificate: no shared cache, and no failed request") {
+        fleet f(url, 2);
+        const std::string token = f.mint();
+        CHECK(f.get(0, token) == 200);
+        CHECK(f.get(1, token) == 200);
+        CHECK(f.verify_calls() == 2);
+        CHECK(f.metric(0, "clerk_proxy_shared_cache_lookups_total{result=\"error\"}") == 1);
+        CHECK(f.metric(0, "clerk_proxy_shared_cache_writes_total{result=\"ok\"}") == 0);
     }
 }

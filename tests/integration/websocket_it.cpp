@@ -263,10 +263,11 @@ TEST_CASE("websocket: a real client and server talk through the proxy", "[it][we
         CHECK(eventually([&] { return env.tunnels() == 0; }, 5s));
         CHECK(scrape_metric(env.proxy->admin_port(), "clerk_proxy_requests_total{code=\"101\"}") ==
               1);
-        // One access-log line when the tunnel closed: status 101 and bytes both ways.
+        // One access-log line when the tunnel closed: status 101 and bytes both ways (the 1 MiB
+        // message each way, uncompressed: at least 7 digits).
         CHECK(env.proxy->proc().wait_for_line(
             std::regex(
-                R"("path":"/ws/echo","status":101,.*"bytes":[1-9][0-9]*,.*"bytes_in":[1-9])"),
+                R"("path":"/ws/echo","status":101,.*"bytes":[1-9][0-9]{6,},.*"bytes_in":[1-9][0-9]{6,})"),
             5s));
     }
     SECTION("refused upgrades never reach the server") {

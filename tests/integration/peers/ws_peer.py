@@ -53,7 +53,8 @@ async def client(port, token, path):
     uri = f"ws://127.0.0.1:{port}/{path}"
     headers = {"Authorization": f"Bearer {token}", "X-Clerk-Subject": "mch_spoofed"}
     try:
-        async with websockets.connect(uri, extra_headers=headers, max_size=None,
+        # No permessage-deflate: the 1 MiB message crosses the tunnel as 1 MiB.
+        async with websockets.connect(uri, extra_headers=headers, max_size=None, compression=None,
                                       ping_interval=None, open_timeout=10) as ws:
             await ws.send("hello")
             assert await asyncio.wait_for(ws.recv(), 10) == "hello"

@@ -325,46 +325,8 @@ private:
     // ways until either side closes (DESIGN.md §13). Identity was checked at the upgrade; the
     // tunnel ends at the token's known expiration at the latest.
     net::awaitable<void> switch_protocols() {
-        const auto& up_res = res_parser_->get();
-        auto& head = ex_.wire;
-        head.clear();
-        append_status_line(head, 11, 101, up_res.reason());
-        append_response_headers(up_res, ex_.request_id, head, /*switching=*/true);
-        head += "\r\n";
-        ex_.status = 101;
-        ex_.response_started = true;
-        ex_.keep_alive = false;
-        ex_.client.expires_after(cfg_.limits.idle_timeout);
-        auto [ec, n] = co_await net::async_write(ex_.client, net::buffer(head), use_tuple);
-        if (ec) {
-            ex_.client_failed = true;
-            discard_upstream();
-            co_return;
-        }
-        m_.request_done(101);  // counted at the upgrade; logged when the tunnel closes
-        ex_.status_counted = true;
-        tunnel_limits limits{cfg_.limits.tunnel_idle_timeout, clock::time_point::max()};
-        const auto now = clock::now();
-        if (cfg_.limits.tunnel_max_lifetime.count() > 0) {
-            limits.deadline = now + cfg_.limits.tunnel_max_lifetime;
-        }
-        if (ex_.id && ex_.id->expires_at_ms) {
-            const auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count();
-            limits.deadline = std::min(
-                limits.deadline, now + std::chrono::milliseconds(*ex_.id->expires_at_ms - wall_ms));
-        }
-        m_.tunnel_opened();
-        const auto r = co_await run_tunnel(ex_.client, ex_.client_buffer, *conn_.stream,
-                                           ex_.up_buffer, limits);
-        m_.tunnel_closed();
-        log_->debug("[r{}] tunnel closed ({}): {} bytes up, {} down", ex_.request_id, r.end,
-                    r.to_upstream, r.to_client);
-        ex_.bytes = r.to_client;
-        ex_.bytes_in = r.to_upstream;
-        ex_.client_failed = true;  // the client connection is closed with the tunnel
-        discard_upstream();
+        co_await serve_upgrade(ex_, res_parser_->get(), *conn_.stream, m_);
+        discard_upstream();  // never pooled: it carried the tunnel
     }
 
     // --- phase: relay the response upstream -> client

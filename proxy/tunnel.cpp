@@ -1,5 +1,9 @@
 #include "proxy/tunnel.hpp"
 
+#include "proxy/http_wire.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/message_rules.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -107,6 +111,49 @@ net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer&
               watchdog(s, limits));
     s.finish("client_closed");  // no-op when a direction already ended it
     co_return s.result;
+}
+
+net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& response,
+                                   any_stream& upstream, metrics& m) {
+    const auto& cfg = *ex.rt.cfg;
+    auto& head = ex.wire;
+    head.clear();
+    append_status_line(head, 11, 101, response.reason());
+    append_response_headers(response, ex.request_id, head, /*switching=*/true);
+    head += "\r\n";
+    ex.status = 101;
+    ex.response_started = true;
+    ex.keep_alive = false;
+    ex.client.expires_after(cfg.limits.idle_timeout);
+    auto [ec, n] = co_await net::async_write(ex.client, net::buffer(head), use_tuple);
+    if (ec) {
+        ex.client_failed = true;
+        co_return;
+    }
+    m.request_done(101);  // counted at the upgrade; logged when the tunnel closes
+    ex.status_counted = true;
+    tunnel_limits limits{cfg.limits.tunnel_idle_timeout, clock::time_point::max()};
+    const auto now = clock::now();
+    if (cfg.limits.tunnel_max_lifetime.count() > 0) {
+        limits.deadline = now + cfg.limits.tunnel_max_lifetime;
+    }
+    if (ex.id && ex.id->expires_at_ms) {
+        // Identity was checked once, at the upgrade: the tunnel ends with the token.
+        const auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+        limits.deadline = std::min(
+            limits.deadline, now + std::chrono::milliseconds(*ex.id->expires_at_ms - wall_ms));
+    }
+    m.tunnel_opened();
+    const auto r = co_await run_tunnel(ex.client, ex.client_buffer, upstream, ex.up_buffer, limits);
+    m.tunnel_closed();
+    static const auto log = get_logger("upstream");
+    log->debug("[r{}] tunnel closed ({}): {} bytes up, {} down", ex.request_id, r.end,
+               r.to_upstream, r.to_client);
+    ex.bytes = r.to_client;
+    ex.bytes_in = r.to_upstream;
+    ex.client_failed = true;  // the client connection is closed with the tunnel
 }
 
 }  // namespace clerk::proxy

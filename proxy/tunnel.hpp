@@ -6,6 +6,8 @@
 // it closes the other), no byte moved either way for `idle_timeout`, or `deadline` passes
 // (tunnel_max_lifetime, the token's expiration).
 #include "proxy/any_stream.hpp"
+#include "proxy/exchange.hpp"
+#include "proxy/metrics.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -34,5 +36,12 @@ struct tunnel_result {
 net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
                                          any_stream& upstream, beast::flat_buffer& upstream_pending,
                                          const tunnel_limits& limits);
+
+/// The upgrade half of the relay: writes the upstream's 101 (`response`, its fields rewritten
+/// with `Connection: upgrade` and `Upgrade: websocket`) to the client, counts it, and runs the
+/// tunnel with the limits of `ex.rt.cfg` and the identity's expiration; records the tunnel's
+/// bytes in `ex` and marks the client connection finished. The caller discards `upstream`.
+net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& response,
+                                   any_stream& upstream, metrics& m);
 
 }  // namespace clerk::proxy

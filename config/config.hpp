@@ -100,6 +100,9 @@ struct cache_config {
     millis ttl{60000};
     millis negative_ttl{10000};
     millis stale_if_error{0};
+    /// Clerk verification calls per second for tokens not in the cache (a token bucket holding
+    /// one second's worth); past it 503 miss_rate_limited. 0 = unlimited.
+    std::uint64_t max_miss_rate = 0;
     shared_cache_config shared;
 };
 

@@ -176,6 +176,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
                  {"ttl", to_duration(cfg.cache.ttl, true)},
                  {"negative_ttl", to_duration(cfg.cache.negative_ttl, true)},
                  {"stale_if_error", to_duration(cfg.cache.stale_if_error, true)},
+                 {"max_miss_rate", to_integer(cfg.cache.max_miss_rate, 0, 1'000'000)},
                  {"shared",
                   [this, &cfg](const YAML::Node& sn, const std::string& sk) {
                       shared_cache(sn, sk, cfg.cache.shared);
@@ -412,6 +413,17 @@ void loader::cross_checks(config& cfg) {
         !r_.failed("clerk.machine_secret_key") && !r_.failed("clerk.secret_key")) {
         r_.error(r_.line_for("clerk", root_line_), "clerk.machine_secret_key",
                  "one of clerk.machine_secret_key or clerk.secret_key must be set");
+    }
+    // API keys and opaque OAuth tokens are verified with the instance secret key only, and
+    // session and OAuth JWTs need its JWKS (DESIGN.md §12).
+    const auto& accepts = cfg.auth.accepts;
+    if ((accepts.any || accepts.accepts(core::token_type::api_key) ||
+         accepts.accepts(core::token_type::oauth_token)) &&
+        cfg.clerk.secret_key.empty() && !r_.failed("clerk.secret_key") &&
+        !r_.failed("auth.accepts_token")) {
+        r_.error(r_.line_for("clerk", root_line_), "clerk.secret_key",
+                 "required when auth.accepts_token includes api_key, oauth_token or any (Clerk "
+                 "verifies them with the instance secret key)");
     }
     if (!cfg.clerk.api_url_is_https && !is_loopback_host(cfg.clerk.api_host)) {
         cfg.warnings.push_back("clerk.api_url uses http:// to non-loopback host \"" +

@@ -136,6 +136,8 @@ void loader::headers(const YAML::Node& n, const std::string& key,
         {"token_type", header_name(out.token_type)},
         {"scopes", header_name(out.scopes)},
         {"claims", header_name(out.claims)},
+        {"user_id", header_name(out.user_id)},
+        {"org_id", header_name(out.org_id)},
         {"strip_prefixes",
          [this, &out](const YAML::Node& v, const std::string& k) {
              auto items = r_.string_list(v, k);
@@ -212,6 +214,7 @@ void loader::header_name_checks(const core::identity_header_names& names) {
         {"headers.subject", names.subject},   {"headers.machine_id", names.machine_id},
         {"headers.token_id", names.token_id}, {"headers.token_type", names.token_type},
         {"headers.scopes", names.scopes},     {"headers.claims", names.claims},
+        {"headers.user_id", names.user_id},   {"headers.org_id", names.org_id},
     };
     for (const auto& [claim, header] : names.claims_to_headers) {
         injected.emplace_back("headers.claims_to_headers." + claim, header);

@@ -112,6 +112,8 @@ header_rules::header_rules(identity_header_names names) : names_(std::move(names
     add_exact(names_.token_type);
     add_exact(names_.scopes);
     add_exact(names_.claims);
+    add_exact(names_.user_id);
+    add_exact(names_.org_id);
     for (const auto& [claim, header] : names_.claims_to_headers) {
         add_exact(header);
     }
@@ -177,6 +179,14 @@ void header_rules::for_each_identity_header(
     add(names_.subject, safe(id.subject));
     if (id.is_machine()) {
         add(names_.machine_id, safe(id.subject));
+    }
+    if (id.subject.starts_with("user_")) {
+        add(names_.user_id, safe(id.subject));
+    }
+    if (!id.org_id.empty()) {
+        add(names_.org_id, safe(id.org_id));
+    } else if (id.subject.starts_with("org_")) {
+        add(names_.org_id, safe(id.subject));
     }
     add(names_.token_id, safe(id.token_id));
     add(names_.token_type, to_string(id.type));

@@ -19,6 +19,8 @@ struct identity_header_names {
     std::string token_type = "X-Clerk-Token-Type";
     std::string scopes = "X-Clerk-Scopes";
     std::string claims = "X-Clerk-Claims";
+    std::string user_id = "X-Clerk-User-Id";  ///< set when the subject is a user (user_…)
+    std::string org_id = "X-Clerk-Org-Id";    ///< an org_ subject, or a session's active org
     std::vector<std::string> strip_prefixes{"X-Clerk-"};
     /// claim name -> header name, in config order
     std::vector<std::pair<std::string, std::string>> claims_to_headers;

@@ -15,6 +15,7 @@ struct identity {
     token_format format = token_format::opaque;
     std::string subject;   ///< "mch_..." for machines
     std::string token_id;  ///< "mt_..." (opaque id or JWT jti)
+    std::string org_id;    ///< a session token's active organization ("" otherwise)
     std::vector<std::string> scopes;
     nlohmann::json claims;       ///< custom claims object, or null
     std::string claims_compact;  ///< claims rendered once: compact, ASCII-only JSON ("" if null)

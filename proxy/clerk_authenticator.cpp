@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <boost/asio/strand.hpp>
 
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -45,6 +46,35 @@ auth_result make_result(decision_kind k, std::string_view reason,
     return auth_result{core::auth_decision{k, reason}, std::move(id), c, std::nullopt};
 }
 
+/// cache.max_miss_rate: a token bucket holding one second's worth of Clerk calls for tokens not
+/// in the cache. Thread safety: take() from any thread.
+class miss_budget {
+public:
+    explicit miss_budget(std::uint64_t per_second)
+        : rate_(static_cast<double>(per_second)), tokens_(rate_) {}
+    bool take() {
+        if (rate_ <= 0) {
+            return true;  // unlimited
+        }
+        std::lock_guard lock(mu_);
+        const auto now = steady::now();
+        const std::chrono::duration<double> elapsed = now - last_;
+        last_ = now;
+        tokens_ = std::min(rate_, tokens_ + elapsed.count() * rate_);
+        if (tokens_ < 1.0) {
+            return false;
+        }
+        tokens_ -= 1.0;
+        return true;
+    }
+
+private:
+    std::mutex mu_;
+    double rate_;
+    double tokens_;
+    steady::time_point last_ = steady::now();
+};
+
 struct auth_state {
     auth_state(net::any_io_executor ex, std::shared_ptr<const config::config> c,
                std::shared_ptr<core::verification_cache> vc, metrics& mm,
@@ -57,7 +87,8 @@ struct auth_state {
           clk(ck),
           verifier(a, cfg->clerk, mm, ck),
           jwks(std::make_shared<jwks_provider>(exec, a, cfg->clerk, mm)),
-          shared(std::move(sc)) {}
+          shared(std::move(sc)),
+          misses(cfg->cache.max_miss_rate) {}
 
     net::any_io_executor exec;
     std::shared_ptr<const config::config> cfg;
@@ -68,6 +99,7 @@ struct auth_state {
     std::shared_ptr<jwks_provider> jwks;
     core::single_flight<auth_result> flights;
     std::shared_ptr<shared_cache> shared;  ///< cache.shared (Redis), or nullptr
+    miss_budget misses;                    ///< cache.max_miss_rate
 };
 using state_ptr = std::shared_ptr<auth_state>;
 
@@ -140,7 +172,13 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
     if (cls.format == core::token_format::jwt) {
         v = co_await verify_jwt(st, token.s, deadline);
     } else {
-        v = co_await st->verifier.verify_m2m(token.s, deadline);
+        // A Clerk call for a token nobody here has seen: bounded by cache.max_miss_rate, so a
+        // flood of random tokens cannot spend Clerk's rate limit (a 503, never a 401).
+        if (!st->misses.take()) {
+            co_return make_result(decision_kind::auth_unavailable, "miss_rate_limited",
+                                  core::cache_result::miss);
+        }
+        v = co_await st->verifier.verify(cls.type, token.s, deadline);
     }
     switch (v.st) {
         case verification::status::valid:
@@ -242,7 +280,13 @@ private:
                                                   std::string_view token, core::token_class cls,
                                                   steady::time_point deadline) {
         state_ptr st = st_;
-        if (cls.type != core::token_type::m2m_token) {
+        // M2M tokens (opaque and JWT), API keys and opaque OAuth tokens. Session tokens and
+        // OAuth JWT access tokens are not verified by this version yet: refused, no call.
+        const bool supported =
+            cls.type == core::token_type::m2m_token ||
+            (cls.format == core::token_format::opaque &&
+             (cls.type == core::token_type::api_key || cls.type == core::token_type::oauth_token));
+        if (!supported) {
             co_return make_result(decision_kind::invalid_token, "token_type_not_supported");
         }
         if (cls.format == core::token_format::jwt && !st->jwks->configured()) {

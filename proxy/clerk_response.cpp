@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace clerk::proxy {
 namespace {
@@ -110,8 +111,20 @@ clerk_outcome outcome(clerk_outcome_kind k, std::string_view reason) {
 
 namespace {
 
+std::string_view expected_object(core::token_type type) {
+    switch (type) {
+        case core::token_type::api_key:
+            return "api_key";
+        case core::token_type::oauth_token:
+            return "clerk_idp_oauth_access_token";
+        default:
+            return "machine_to_machine_token";
+    }
+}
+
 // `j` is consumed (claims are moved out).
-std::optional<core::identity> identity_from(json& j) {
+std::optional<core::identity> identity_from(json& j,
+                                            core::token_type type = core::token_type::m2m_token) {
     if (!j.is_object()) {
         return std::nullopt;
     }
@@ -125,13 +138,13 @@ std::optional<core::identity> identity_from(json& j) {
     const std::string* object = str("object");
     const std::string* id = str("id");
     const std::string* subject = str("subject");
-    if (object == nullptr || *object != "machine_to_machine_token" || id == nullptr ||
+    if (object == nullptr || *object != expected_object(type) || id == nullptr ||
         subject == nullptr || !is_safe_word(*id) || !is_safe_word(*subject)) {
         return std::nullopt;
     }
 
     core::identity out;
-    out.type = core::token_type::m2m_token;
+    out.type = type;
     out.format = core::token_format::opaque;
     out.token_id = *id;
     out.subject = *subject;
@@ -167,6 +180,27 @@ std::optional<core::identity> identity_from(json& j) {
         }
         out.expires_at_ms = *ms;
     }
+
+    // An OAuth token's recipients (`aud`, string or array of strings), checked against
+    // auth.audience like a JWT's (DESIGN.md §12).
+    if (type == core::token_type::oauth_token) {
+        if (auto it = j.find("aud"); it != j.end() && !it->is_null()) {
+            std::vector<std::string> aud;
+            if (it->is_string()) {
+                aud.push_back(it->get<std::string>());
+            } else if (it->is_array() && it->size() <= max_scopes) {
+                for (const auto& a : *it) {
+                    if (!a.is_string()) {
+                        return std::nullopt;
+                    }
+                    aud.push_back(a.get<std::string>());
+                }
+            } else {
+                return std::nullopt;
+            }
+            out.audience = std::move(aud);
+        }
+    }
     return out;
 }
 
@@ -175,6 +209,11 @@ std::optional<core::identity> identity_from(json& j) {
 std::optional<core::identity> parse_m2m_token(std::string_view body) {
     json j = parse_json(body);
     return identity_from(j);
+}
+
+std::optional<core::identity> parse_verified_token(std::string_view body, core::token_type type) {
+    json j = parse_json(body);
+    return identity_from(j, type);
 }
 
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value) {
@@ -197,7 +236,7 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value) {
 }
 
 clerk_outcome map_verify_response(int status, std::string_view retry_after, std::string_view body,
-                                  core::sys_time now) {
+                                  core::sys_time now, core::token_type type) {
     using k = clerk_outcome_kind;
     switch (status) {
         case 200: {
@@ -207,9 +246,17 @@ clerk_outcome map_verify_response(int status, std::string_view retry_after, std:
             if (!j.is_object()) {
                 return outcome(k::retryable, "malformed_response");
             }
+            if (type == core::token_type::oauth_token) {
+                // Clerk's answer for a token that is no longer active. The SDK treats it as
+                // signed in with no identity; here it is a refusal (stricter, on purpose).
+                if (const auto active = j.find("active");
+                    active != j.end() && active->is_boolean() && !active->get<bool>()) {
+                    return outcome(k::invalid, "inactive");
+                }
+            }
             auto revoked = flag(j, "revoked");
             auto expired = flag(j, "expired");
-            auto id = identity_from(j);
+            auto id = identity_from(j, type);
             if (!revoked || !expired || !id) {
                 return outcome(k::retryable, "malformed_response");
             }

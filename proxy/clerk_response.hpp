@@ -32,14 +32,22 @@ struct clerk_outcome {
 /// `status` is the HTTP status; `retry_after` the raw Retry-After header value ("" when absent);
 /// `body` the raw body (parsed as JSON whatever the Content-Type says); `now` the wall clock.
 /// Never throws.
+/// `type` is the verified token's type (m2m_token, api_key or oauth_token: their 200 bodies
+/// differ in `object` and fields; an OAuth 200 `{"active": false}` is invalid "inactive").
 clerk_outcome map_verify_response(int status, std::string_view retry_after, std::string_view body,
-                                  core::sys_time now);
+                                  core::sys_time now,
+                                  core::token_type type = core::token_type::m2m_token);
 
 /// Parses the body of a 200 verify response into an identity (object must be
 /// "machine_to_machine_token"; `id` and `subject` required strings; `scopes` string array,
 /// default []; `claims` object or null; `expiration` number (ms) or null). nullopt when the
 /// body is malformed. Revocation and expiry are not checked here.
 std::optional<core::identity> parse_m2m_token(std::string_view body);
+
+/// The same for the other opaque types: api_key (object "api_key"; `subject` user_/org_/mch_)
+/// and oauth_token (object "clerk_idp_oauth_access_token"; `aud` string or string array kept as
+/// the identity's audience).
+std::optional<core::identity> parse_verified_token(std::string_view body, core::token_type type);
 
 /// Retry-After as delta-seconds (RFC 9110 §10.2.3). HTTP-dates and garbage give nullopt.
 /// Values are capped at one day.

@@ -72,14 +72,34 @@ void clerk_verifier::log_failure(std::string_view what, int attempts) {
 
 net::awaitable<verification> clerk_verifier::verify_m2m(std::string_view token,
                                                         steady::time_point deadline) {
+    co_return co_await verify(core::token_type::m2m_token, token, deadline);
+}
+
+net::awaitable<verification> clerk_verifier::verify(core::token_type type, std::string_view token,
+                                                    steady::time_point deadline) {
     clerk_http_request req;
     req.verb = clerk_http_request::method::post;
-    req.path = "/m2m_tokens/verify";
+    std::string_view field = "token";
+    switch (type) {
+        case core::token_type::api_key:
+            req.path = "/api_keys/verify";
+            field = "secret";
+            req.bearer = cfg_.secret_key;
+            break;
+        case core::token_type::oauth_token:
+            req.path = "/oauth_applications/access_tokens/verify";
+            field = "access_token";
+            req.bearer = cfg_.secret_key;
+            break;
+        default:
+            req.path = "/m2m_tokens/verify";
+            req.bearer = cfg_.verify_key();
+            break;
+    }
     // replace: a token that is not valid UTF-8 cannot be a Clerk token; it is sent mangled
     // (and rejected by Clerk) instead of throwing.
-    req.body = nlohmann::json{{"token", token}}.dump(-1, ' ', false,
-                                                     nlohmann::json::error_handler_t::replace);
-    req.bearer = cfg_.verify_key();
+    req.body = nlohmann::json{{field, token}}.dump(-1, ' ', false,
+                                                   nlohmann::json::error_handler_t::replace);
 
     const int max_retries = std::max(0, cfg_.retries);
     std::string_view last = "deadline";
@@ -99,7 +119,8 @@ net::awaitable<verification> clerk_verifier::verify_m2m(std::string_view token,
             o.kind = clerk_outcome_kind::retryable;
             o.reason = to_string(reply.error);
         } else {
-            o = map_verify_response(reply.status, reply.retry_after, reply.body, clock_.now());
+            o = map_verify_response(reply.status, reply.retry_after, reply.body, clock_.now(),
+                                    type);
         }
 
         std::chrono::milliseconds delay{0};

@@ -38,6 +38,11 @@ public:
 
     /// POST /m2m_tokens/verify with retries; completes by `deadline` (plus slack). Never
     /// throws for network outcomes. The token is sent in the body and nowhere else.
+    /// An opaque token of `type` (m2m_token, api_key, oauth_token): its BAPI verify endpoint,
+    /// body field and key (DESIGN.md §12: API keys and OAuth tokens with the instance secret
+    /// key, M2M tokens with the machine key when set).
+    net::awaitable<verification> verify(core::token_type type, std::string_view token,
+                                        std::chrono::steady_clock::time_point deadline);
     net::awaitable<verification> verify_m2m(std::string_view token,
                                             std::chrono::steady_clock::time_point deadline);
 

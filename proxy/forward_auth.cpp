@@ -132,7 +132,7 @@ void append_check_allowed(std::string& out, unsigned version, bool keep_alive,
         }
     };
     for (const auto* name : {&names.subject, &names.machine_id, &names.token_id, &names.token_type,
-                             &names.scopes, &names.claims}) {
+                             &names.scopes, &names.claims, &names.user_id, &names.org_id}) {
         empty_unless_present(*name);
     }
     for (const auto& [claim, header] : names.claims_to_headers) {

@@ -313,7 +313,10 @@ TEST_CASE("accepted variants of single values", "[config][load]") {
     }
     SECTION("accepts_token: any, also as a single scalar") {
         for (std::string_view v : {"[any]", "any", "[m2m_token, any]"}) {
-            const auto r = load(with_base("auth:\n  accepts_token: " + std::string(v) + "\n"));
+            // api_key, oauth_token and any need the instance secret key (Clerk verifies them
+            // with it).
+            const auto r = load(with_base(
+                "  secret_key: sk_test_x\nauth:\n  accepts_token: " + std::string(v) + "\n"));
             INFO(v << "\n" << dump(r.errors));
             REQUIRE(r.ok());
             CHECK(r.cfg->auth.accepts.any);
@@ -454,6 +457,8 @@ std::vector<error_case> error_cases() {
         {with_base("cache:\n  ttl: -5s\n"), "cache.ttl", "ttl", "bad duration"},
         {with_base("threads: -1\n"), "threads", "threads", "must not be negative"},
         {with_base("mode: sidecar\n"), "mode", "mode", "expected proxy or forward_auth"},
+        {with_base("auth:\n  accepts_token: [m2m_token, api_key]\n"), "clerk.secret_key",
+         "clerk:", "required when auth.accepts_token includes api_key"},
         {with_base("mode: forward_auth\n"), "upstream",
          "upstream:", "not allowed in forward_auth mode"},
         {with_base("listen: \"0.0.0.0:70000\"\n"), "listen", "listen", "bad port \"70000\""},

@@ -369,6 +369,36 @@ check('stats count verify calls; latency knob delays answers', async () => {
   assert.equal(stats.total_calls, 2);
 });
 
+check('apiKeys.verify -> APIKey with subject, scopes, claims; unknown -> 404', async () => {
+  const user = 'user_2xhFjEI5X2qWRvtV13BzSj8H6Dk';
+  const made = await knob('POST', 'api_keys', { subject: user, scopes: ['read'], claims: { k: 'v' } });
+  const key = await clientSk.apiKeys.verify(made.secret);
+  assert.match(key.constructor.name, /APIKey$/, 'class APIKey');
+  assert.equal(key.id, made.id);
+  assert.equal(key.subject, user);
+  assert.deepEqual(key.scopes, ['read']);
+  assert.deepEqual(key.claims, { k: 'v' });
+  assert.equal(key.revoked, false);
+  const state = await clientSk.authenticateRequest(bearerRequest(made.secret),
+    { acceptsToken: 'api_key' });
+  assert.equal(state.status, 'signed-in', state.message);
+  assert.equal(state.toAuth().userId, user);
+  await assertApiError(clientSk.apiKeys.verify('ak_' + '0'.repeat(32)), 404, 'resource_not_found');
+});
+
+check('idPOAuthAccessToken.verify -> token with subject, scopes, aud; inactive -> {active:false}',
+  async () => {
+    const user = 'user_2xhFjEI5X2qWRvtV13BzSj8H6Dk';
+    const made = await knob('POST', 'oauth_tokens', { subject: user, scopes: ['profile'], aud: ['svc'] });
+    const t = await clientSk.idPOAuthAccessToken.verify(made.token, { audience: 'svc' });
+    assert.equal(t.id, made.id);
+    assert.equal(t.subject, user);
+    assert.deepEqual(t.scopes, ['profile']);
+    await knob('POST', 'oauth_tokens/deactivate', { token: made.token });
+    const gone = await clientSk.idPOAuthAccessToken.verify(made.token);
+    assert.equal(gone.subject, undefined, 'an inactive token has no identity in the SDK');
+  });
+
 check('machines API: create, scope, secret key', async () => {
   const m = await clientSk.machines.create({ name: 'contract-c', scopedMachines: [A.id] });
   assert.match(m.constructor.name, /Machine$/);

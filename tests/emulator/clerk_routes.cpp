@@ -219,6 +219,9 @@ api_response router::dead_token(const json& token_body, bool revoked) {
 }
 
 api_response router::verify(context& ctx) {
+    if (!ctx.path.empty() && ctx.path[0] != "m2m_tokens") {
+        return verify_other(ctx);
+    }
     if (auto err = require_m2m_caller(ctx)) {
         return *err;
     }

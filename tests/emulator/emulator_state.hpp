@@ -45,6 +45,14 @@ struct m2m_token {
     bool expired_at(std::int64_t now_ms) const { return expiration && *expiration <= now_ms; }
 };
 
+/// An API key or an OAuth access token (clerk-protocol.md §4.1, §4.2): the verify endpoint's
+/// 200 body is stored as it is answered. Not persisted by --state-file.
+struct other_token {
+    bool oauth = false;     ///< else an API key
+    bool inactive = false;  ///< OAuth: verify answers 200 {"active": false}
+    nlohmann::json body;
+};
+
 /// How an injected failure behaves (POST /__emulator/fail).
 /// `reset` aborts the connection (TCP RST: SO_LINGER 0, then close) instead of answering.
 enum class fault_mode { status, hang, close, reset, garbage };
@@ -76,6 +84,7 @@ public:
     std::chrono::milliseconds latency{0};
     unsigned revoked_status = 404;  // 404 (error) or 200 (body with revoked/expired true)
     fault_plan fail;
+    std::map<std::string, other_token, std::less<>> other_tokens;  ///< by secret
 
     // Machines.
     machine& create_machine(std::string name, std::vector<std::string> scoped, std::int64_t now_ms);

@@ -126,6 +126,14 @@ router::endpoint router::classify(const context& ctx) {
         if (p.size() == 2 && p[1] == "verify" && m == "POST") {
             return endpoint::verify;
         }
+    }
+    // API keys and OAuth access tokens count as verify calls (stats, injected failures).
+    if (m == "POST" && ((p.size() == 2 && p[0] == "api_keys" && p[1] == "verify") ||
+                        (p.size() == 3 && p[0] == "oauth_applications" && p[1] == "access_tokens" &&
+                         p[2] == "verify"))) {
+        return endpoint::verify;
+    }
+    if (!p.empty() && p[0] == "m2m_tokens") {
         if (p.size() == 3 && p[2] == "revoke" && m == "POST") {
             return endpoint::revoke;
         }

@@ -82,6 +82,10 @@ private:
     api_response create(context& ctx);
     api_response verify(context& ctx);
     api_response verify_jwt(context& ctx, std::string_view jwt);
+    /// POST /api_keys/verify and /oauth_applications/access_tokens/verify (other_routes.cpp).
+    api_response verify_other(context& ctx);
+    /// /__emulator/api_keys, /__emulator/oauth_tokens and their revoke/deactivate knobs.
+    api_response knob_other(context& ctx, const nlohmann::json& body);
     api_response revoke(context& ctx);
     api_response list(context& ctx);
     api_response jwks(context& ctx);

@@ -116,6 +116,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             parsed.has_value() && parsed->subject == id.subject && parsed->token_id == id.token_id,
             "parse_m2m_token agrees with map_verify_response");
     }
+    // The other opaque types' bodies (api_key, oauth_token): the same status rules, and an
+    // identity only from a 200 whose object is that type's.
+    for (const auto type :
+         {clerk::core::token_type::api_key, clerk::core::token_type::oauth_token}) {
+        const auto o = clerk::proxy::map_verify_response(status, retry_after, body, now, type);
+        check((o.kind == clerk_outcome_kind::valid) == (o.id != nullptr), "id set iff valid");
+        check(o.kind != clerk_outcome_kind::valid || status == 200,
+              "a non-200 status is never valid");
+        if (o.kind == clerk_outcome_kind::valid) {
+            check(o.id->type == type, "the identity has the verified type");
+            check(!o.id->expires_at_ms || *o.id->expires_at_ms > now_ms,
+                  "a valid token is not expired");
+            const auto parsed = clerk::proxy::parse_verified_token(body, type);
+            check(parsed && parsed->subject == o.id->subject, "parse agrees with the mapping");
+            check(type == clerk::core::token_type::oauth_token || !o.id->audience,
+                  "only OAuth tokens carry an audience");
+        }
+    }
     (void)clerk::proxy::parse_retry_after(retry_after);
     return 0;
 }

@@ -995,7 +995,19 @@ TEST_CASE("fault: client disconnecting mid-upload", "[it][fault]") {
         CHECK(r.main.count("reset sent") == 1);
         CHECK(total(r.main) == n);
     }
-    // Recovery: a complete upload is forwarded intact.
+    // Recovery: a complete upload is forwarded intact. The one-thread upstream may still be
+    // working through the fault phase's connections (thousands queued on a loaded machine, more
+    // than upstream.timeout's worth): first wait until it answers through the proxy again.
+    REQUIRE(eventually(
+        [&] {
+            try {
+                http_client probe(proxy.port());
+                return probe.get("/api/probe", bearer(u.tokens[0])).status == 200;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        120s));
     {
         http_client c(proxy.port());
         std::string sent_sha;

@@ -338,9 +338,11 @@ TEST_CASE("without stale_if_error an outage is a 503 even for known tokens",
 TEST_CASE("unsupported token types fail closed without a call", "[clerk_authenticator]") {
     fixture f;
     f.clerk->script = {reply(200, token_json("mt_1"))};
-    for (auto t : {core::token_type::api_key, core::token_type::oauth_token,
-                   core::token_type::session_token}) {
-        auto r = f.check("ak_x", core::token_class{t, core::token_format::opaque});
+    for (auto cls :
+         {core::token_class{core::token_type::oauth_token, core::token_format::jwt},
+          core::token_class{core::token_type::session_token, core::token_format::jwt},
+          core::token_class{core::token_type::session_token, core::token_format::opaque}}) {
+        auto r = f.check("x.y.z", cls);
         CHECK(r.decision.kind == core::decision_kind::invalid_token);
         CHECK(r.decision.reason == "token_type_not_supported");
         CHECK_FALSE(r.cache);
@@ -351,6 +353,64 @@ TEST_CASE("unsupported token types fail closed without a call", "[clerk_authenti
     CHECK(jwt.decision.kind == core::decision_kind::invalid_token);
     CHECK(jwt.decision.reason == "jwt_not_supported");
     CHECK(f.clerk->calls == 0);
+}
+
+TEST_CASE("API keys and opaque OAuth tokens: their endpoint, body field and the instance key",
+          "[clerk_authenticator]") {
+    fixture f([](config::config& c) { c.clerk.secret_key = "sk_instance"; });
+    SECTION("api_key") {
+        f.clerk->script = {reply(200, nlohmann::json{{"object", "api_key"},
+                                                     {"id", "ak_id1"},
+                                                     {"subject", "user_1"},
+                                                     {"scopes", {"read"}},
+                                                     {"claims", nullptr},
+                                                     {"revoked", false},
+                                                     {"expired", false},
+                                                     {"expiration", nullptr}}
+                                          .dump())};
+        const auto r = f.check(
+            "ak_secret", core::token_class{core::token_type::api_key, core::token_format::opaque});
+        REQUIRE(r.decision.allowed());
+        CHECK(r.id->type == core::token_type::api_key);
+        CHECK(r.id->subject == "user_1");
+        REQUIRE(f.clerk->requests.size() == 1);
+        CHECK(f.clerk->requests[0].path == "/api_keys/verify");
+        CHECK(f.clerk->requests[0].bearer == "sk_instance");  // never the machine key
+        CHECK(nlohmann::json::parse(f.clerk->requests[0].body) ==
+              nlohmann::json{{"secret", "ak_secret"}});
+    }
+    SECTION("oauth_token, and {\"active\": false} is a refusal") {
+        f.clerk->script = {reply(200, R"({"active": false})")};
+        const auto r = f.check(
+            "oat_x", core::token_class{core::token_type::oauth_token, core::token_format::opaque});
+        CHECK(r.decision.kind == core::decision_kind::invalid_token);
+        CHECK(r.decision.reason == "inactive");
+        REQUIRE(f.clerk->requests.size() == 1);
+        CHECK(f.clerk->requests[0].path == "/oauth_applications/access_tokens/verify");
+        CHECK(f.clerk->requests[0].bearer == "sk_instance");
+        CHECK(nlohmann::json::parse(f.clerk->requests[0].body) ==
+              nlohmann::json{{"access_token", "oat_x"}});
+    }
+}
+
+TEST_CASE("cache.max_miss_rate bounds Clerk calls for unknown tokens; past it 503",
+          "[clerk_authenticator]") {
+    fixture f([](config::config& c) { c.cache.max_miss_rate = 5; });
+    f.clerk->script = {reply(404, "{}")};
+    int limited = 0;
+    for (int i = 0; i < 50; ++i) {
+        const auto r = f.check("mt_flood" + std::to_string(i));
+        if (r.decision.kind == core::decision_kind::auth_unavailable) {
+            CHECK(r.decision.reason == "miss_rate_limited");
+            ++limited;
+        } else {
+            CHECK(r.decision.kind == core::decision_kind::invalid_token);
+        }
+    }
+    // A bucket of one second's worth (5): a burst of 50 makes at most 5 calls (plus what
+    // refills while the loop runs, well under a second).
+    CHECK(f.clerk->calls <= 6);
+    CHECK(limited >= 44);
 }
 
 TEST_CASE("concurrent misses across threads make exactly one Clerk call", "[clerk_authenticator]") {

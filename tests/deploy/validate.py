@@ -40,6 +40,7 @@ FAKE_ENV = {
     "CLERK_MACHINE_SECRET_KEY": "ak_fake_validation_only",
     "CLERK_SECRET_KEY": "sk_test_fake_validation_only",
     "CLERK_MACHINE_ID": "mch_fake_validation_only",
+    "REDIS_URL": "redis://:fake-validation-only@redis.validation.invalid:6379/0",
 }
 SANITIZER_LIBS = ("libasan", "libubsan", "libtsan", "liblsan", "libhwasan")
 
@@ -838,6 +839,8 @@ def section_helm():
     scenarios = [
         ("gateway, existingSecret", {"clerk": {"existingSecret": "my-clerk-keys"},
                                      "upstream": {"url": "http://legacy.example.svc:8080"}}),
+        ("gateway, shared cache", {"clerk": {"existingSecret": "my-clerk-keys"},
+                                   "cache": {"sharedRedis": {"secretName": "my-redis"}}}),
         ("gateway, chart-made Secret", {"clerk": {"machineSecretKey": "ak_fake_placeholder"},
                                         "headers": {"claimsToHeaders": {"tenant": "X-Tenant-Id"}},
                                         "podAnnotations": {"a": "b"}}),

@@ -61,6 +61,10 @@ cache:
   ttl: {{ .Values.cache.ttl | quote }}
   negative_ttl: {{ .Values.cache.negativeTtl | quote }}
   stale_if_error: {{ .Values.cache.staleIfError | quote }}
+{{- if .Values.cache.sharedRedis.secretName }}
+  shared:
+    redis_url: "${REDIS_URL:-}"
+{{- end }}
 {{- if .Values.headers.claimsToHeaders }}
 headers:
   claims_to_headers:

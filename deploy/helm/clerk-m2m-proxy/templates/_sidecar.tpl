@@ -40,6 +40,13 @@ The ConfigMap (and Secret) come from this chart, named after the same release.
           name: {{ include "clerk-m2m-proxy.secretName" . }}
           key: {{ .Values.clerk.secretKeys.secretKey }}
           optional: true
+    {{- if .Values.cache.sharedRedis.secretName }}
+    - name: REDIS_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.cache.sharedRedis.secretName | quote }}
+          key: {{ .Values.cache.sharedRedis.secretKey }}
+    {{- end }}
     {{- if .Values.clerk.machineId }}
     - name: CLERK_MACHINE_ID
       value: {{ .Values.clerk.machineId | quote }}

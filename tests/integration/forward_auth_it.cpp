@@ -50,22 +50,6 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
     return s;
 }
 
-/// A port that was free a moment ago (bound to port 0 and released): for servers that cannot
-/// report the port they bound. The gateway launchers retry on the rare collision.
-std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-        throw std::runtime_error("free_port: no socket");
-    }
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 bool accepts_connections(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};

@@ -260,6 +260,11 @@ test_pki make_test_pki(const temp_dir& dir, const std::string& prefix,
 /// Polls `cond` until it is true or `timeout` passes (for conditions without a notification).
 bool eventually(const std::function<bool()>& cond, duration timeout = 10s);
 
+/// A loopback port that was free a moment ago (bound to port 0 and released): for servers that
+/// cannot report the port they bound (nginx, Caddy, redis-server). Callers retry on the rare
+/// collision.
+std::uint16_t free_port();
+
 // --- Resource probes for soak/fault tests (fault_it.cpp): what a process holds, from /proc and
 // from its admin /metrics. Linux only, like the rest of the harness.
 

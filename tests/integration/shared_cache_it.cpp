@@ -10,7 +10,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <openssl/sha.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,20 +24,6 @@ constexpr const char* instance_key = "sk_test_emulator";  // the emulator's defa
 
 http_client::header_list bearer(const std::string& token) {
     return {{"Authorization", "Bearer " + token}};
-}
-
-std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-        throw std::runtime_error("free_port: no socket");
-    }
-    ::close(fd);
-    return ntohs(a.sin_port);
 }
 
 /// redis-server on a unix socket in `dir` (and a TCP port when `port` != 0).
@@ -172,18 +157,6 @@ struct fleet {
     std::vector<std::unique_ptr<proxy_process>> proxies;
 };
 
-std::string hex_sha256(std::string_view s) {
-    unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : d) {
-        out += hex[c >> 4];
-        out += hex[c & 0xf];
-    }
-    return out;
-}
-
 }  // namespace
 
 TEST_CASE("shared cache: one Clerk call per token for the whole fleet", "[it][shared]") {
@@ -212,7 +185,7 @@ TEST_CASE("shared cache: one Clerk call per token for the whole fleet", "[it][sh
         const auto keys = redis.cli({"--scan"});
         CHECK(keys.rfind("clerk-m2m-proxy:", 0) == 0);
         CHECK(keys.find(token) == std::string::npos);
-        CHECK(keys.find(hex_sha256(token)) == std::string::npos);
+        CHECK(keys.find(sha256_hex(token)) == std::string::npos);
         const auto value = redis.cli({"GET", keys});
         CHECK(value.find(token) == std::string::npos);
     }

@@ -75,8 +75,9 @@ constexpr std::array<std::string_view, 7> hop_by_hop_names{
 
 }  // namespace
 
-std::vector<std::string> connection_tokens(std::span<const std::string_view> connection_values) {
-    std::vector<std::string> tokens;
+void connection_tokens(std::span<const std::string_view> connection_values,
+                       std::vector<std::string>& out) {
+    std::size_t n = 0;
     for (std::string_view value : connection_values) {
         while (!value.empty()) {
             const auto comma = value.find(',');
@@ -87,9 +88,24 @@ std::vector<std::string> connection_tokens(std::span<const std::string_view> con
                 continue;
             }
             item = item.substr(first, item.find_last_not_of(" \t") - first + 1);
-            tokens.push_back(to_lower(item));
+            if (n == out.size()) {
+                out.emplace_back();
+            }
+            auto& token = out[n++];
+            token.assign(item);  // reuses the string's capacity
+            for (auto& c : token) {
+                if (c >= 'A' && c <= 'Z') {
+                    c = static_cast<char>(c - 'A' + 'a');
+                }
+            }
         }
     }
+    out.resize(n);
+}
+
+std::vector<std::string> connection_tokens(std::span<const std::string_view> connection_values) {
+    std::vector<std::string> tokens;
+    connection_tokens(connection_values, tokens);
     return tokens;
 }
 

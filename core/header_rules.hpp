@@ -28,6 +28,9 @@ struct identity_header_names {
 
 /// Lower-cased tokens of all Connection header values ("close, X-Foo" -> {"close","x-foo"}).
 std::vector<std::string> connection_tokens(std::span<const std::string_view> connection_values);
+/// The same into `out`, reusing its storage (no allocation once `out` has held as many tokens).
+void connection_tokens(std::span<const std::string_view> connection_values,
+                       std::vector<std::string>& out);
 
 /// RFC 9110 §7.6.1 hop-by-hop set plus Keep-Alive and Proxy-Connection (case-insensitive).
 bool is_hop_by_hop(std::string_view name);

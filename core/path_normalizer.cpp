@@ -92,8 +92,11 @@ path_status decode_segment(std::string_view raw, std::string& out) {
 
 }  // namespace
 
-normalized_target normalize_target(std::string_view target) {
-    normalized_target result;
+void normalize_target(std::string_view target, normalized_target& result) {
+    result.status = path_status::ok;
+    result.path.clear();
+    result.query.clear();
+    result.has_query = false;
 
     // A fragment is never sent by a conforming client; drop it before looking for the query.
     if (const auto hash = target.find('#'); hash != std::string_view::npos) {
@@ -101,20 +104,22 @@ normalized_target normalize_target(std::string_view target) {
     }
     if (target.empty() || target.front() != '/') {
         result.status = path_status::not_origin_form;
-        return result;
+        return;
     }
     std::string_view raw_path = target;
     if (const auto q = target.find('?'); q != std::string_view::npos) {
         raw_path = target.substr(0, q);
-        result.query = std::string(target.substr(q + 1));
+        result.query.assign(target.substr(q + 1));
         result.has_query = true;
     }
 
     // Phase 2: split on '/', decode each segment, and resolve "", "." and ".." on a stack
     // (RFC 3986 §5.2.4, with "//" runs merged). `segments` holds offsets into `decoded`.
-    std::string decoded;
-    decoded.reserve(raw_path.size());
-    std::vector<std::size_t> segments;  // start offset of each kept segment in `decoded`
+    // Per-thread scratch, reused: the steady state allocates nothing.
+    thread_local std::string decoded;
+    thread_local std::vector<std::size_t> segments;  // start of each kept segment in `decoded`
+    decoded.clear();
+    segments.clear();
     bool trailing_slash = false;
     std::size_t pos = 1;  // skip the leading '/'
     while (true) {
@@ -125,7 +130,7 @@ normalized_target normalize_target(std::string_view target) {
         const std::size_t start = decoded.size();
         if (const auto st = decode_segment(raw, decoded); st != path_status::ok) {
             result.status = st;
-            return result;
+            return;
         }
         const std::string_view seg = std::string_view(decoded).substr(start);
         if (seg.empty() || seg == ".") {
@@ -135,7 +140,7 @@ normalized_target normalize_target(std::string_view target) {
             decoded.resize(start);
             if (segments.empty()) {
                 result.status = path_status::escapes_root;
-                return result;
+                return;
             }
             decoded.resize(segments.back());
             segments.pop_back();
@@ -158,6 +163,11 @@ normalized_target normalize_target(std::string_view target) {
     if (!segments.empty() && !trailing_slash) {
         result.path.pop_back();
     }
+}
+
+normalized_target normalize_target(std::string_view target) {
+    normalized_target result;
+    normalize_target(target, result);
     return result;
 }
 

@@ -29,6 +29,8 @@ struct normalized_target {
 /// (RFC 3986 §5.2.4) and refuses a ".." that would climb above the root.
 /// A trailing '/' is kept ("/a/" stays "/a/"; "/a/." becomes "/a/").
 normalized_target normalize_target(std::string_view target);
+/// The same into `out`, reusing its strings' storage (the data path keeps one per connection).
+void normalize_target(std::string_view target, normalized_target& out);
 
 /// Short machine-readable reason for a refusal ("escapes_root", ...), for logs and bodies.
 std::string_view to_string(path_status s);

@@ -5,15 +5,24 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 
 namespace clerk::proxy {
 namespace {
 
-std::string fixed3(double v) {
-    char buf[32];
-    const int n = std::snprintf(buf, sizeof buf, "%.3f", v);
-    return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+/// "%.3f" of `v`, appended without allocating.
+void append_fixed3(std::string& out, double v) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, 3);
+    out.append(buf, r.ec == std::errc() ? static_cast<std::size_t>(r.ptr - buf) : 0);
+}
+
+template <class Int>
+void append_int(std::string& out, Int v) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
 void json_string(std::string& out, std::string_view key, std::string_view value, bool null_empty) {
@@ -29,13 +38,6 @@ void json_string(std::string& out, std::string_view key, std::string_view value,
     out.push_back('"');
 }
 
-void json_raw(std::string& out, std::string_view key, std::string_view value) {
-    out += ",\"";
-    out += key;
-    out += "\":";
-    out += value;
-}
-
 // Text values are client-controlled (method, path, request id): the same escaping as JSON keeps
 // them on one line and free of control characters (append_access_text).
 
@@ -47,21 +49,30 @@ std::string_view cache_name(const access_record& r) {
 
 void append_access_json(std::string& out, const access_record& r) {
     out += "{\"time\":\"";
-    out += format_utc_time(r.time);
+    append_utc_time(out, r.time);
     out += R"(","level":"info","logger":"access","msg":"request")";
     json_string(out, "request_id", r.request_id, false);
     json_string(out, "method", r.method, false);
     json_string(out, "path", r.path, false);
-    json_raw(out, "status", std::to_string(r.status));
-    json_raw(out, "duration_ms", fixed3(r.duration_ms));
-    json_raw(out, "bytes", std::to_string(r.bytes));
+    out += ",\"status\":";
+    append_int(out, r.status);
+    out += ",\"duration_ms\":";
+    append_fixed3(out, r.duration_ms);
+    out += ",\"bytes\":";
+    append_int(out, r.bytes);
     json_string(out, "token_type", r.token_type ? core::to_string(*r.token_type) : "", true);
     json_string(out, "subject", r.subject, true);
     json_string(out, "token_id", r.token_id, true);
     json_string(out, "cache", cache_name(r), false);
-    json_raw(out, "upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "null");
+    out += ",\"upstream_ms\":";
+    if (r.upstream_ms) {
+        append_fixed3(out, *r.upstream_ms);
+    } else {
+        out += "null";
+    }
     if (r.bytes_in) {
-        json_raw(out, "bytes_in", std::to_string(*r.bytes_in));
+        out += ",\"bytes_in\":";
+        append_int(out, *r.bytes_in);
     }
     out.push_back('}');
 }
@@ -81,20 +92,28 @@ void append_access_text(std::string& out, const access_record& r) {
             append_json_escaped(out, value);
         }
     };
-    pair("time", format_utc_time(r.time));
+    std::string num;  // rendered numbers (short: no allocation)
+    const auto rendered = [&num](auto fill) -> std::string_view {
+        num.clear();
+        fill(num);
+        return num;
+    };
+    pair("time", rendered([&r](std::string& o) { append_utc_time(o, r.time); }));
     pair("request_id", r.request_id);
     pair("method", r.method);
     pair("path", r.path);
-    pair("status", std::to_string(r.status));
-    pair("duration_ms", fixed3(r.duration_ms));
-    pair("bytes", std::to_string(r.bytes));
+    pair("status", rendered([&r](std::string& o) { append_int(o, r.status); }));
+    pair("duration_ms", rendered([&r](std::string& o) { append_fixed3(o, r.duration_ms); }));
+    pair("bytes", rendered([&r](std::string& o) { append_int(o, r.bytes); }));
     pair("token_type", r.token_type ? core::to_string(*r.token_type) : "");
     pair("subject", r.subject);
     pair("token_id", r.token_id);
     pair("cache", cache_name(r));
-    pair("upstream_ms", r.upstream_ms ? fixed3(*r.upstream_ms) : "");
+    pair("upstream_ms", r.upstream_ms
+                            ? rendered([&r](std::string& o) { append_fixed3(o, *r.upstream_ms); })
+                            : std::string_view());
     if (r.bytes_in) {
-        pair("bytes_in", std::to_string(*r.bytes_in));
+        pair("bytes_in", rendered([&r](std::string& o) { append_int(o, *r.bytes_in); }));
     }
 }
 
@@ -172,7 +191,7 @@ void log_access(const config::log_config& cfg, const access_record& r) {
     if (cfg.format == config::log_format::json) {
         append_access_json(b.data, r);
     } else {
-        b.data += format_utc_time(std::chrono::system_clock::now());
+        append_utc_time(b.data, std::chrono::system_clock::now());
         b.data += " info [access] ";
         append_access_text(b.data, r);
     }

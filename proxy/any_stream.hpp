@@ -5,11 +5,12 @@
 // upstreams) a unix-domain socket. A std::variant instead of templates keeps the session and the
 // relay compiled once; the dispatch cost of std::visit per I/O call is noise next to a syscall.
 
+#include "proxy/deadline_stream.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/stream_traits.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
@@ -27,9 +28,9 @@ namespace beast = boost::beast;
 class any_stream {
 public:
     using executor_type = net::any_io_executor;
-    using tcp_stream = beast::tcp_stream;
-    using tls_stream = beast::ssl_stream<beast::tcp_stream>;
-    using unix_stream = beast::basic_stream<net::local::stream_protocol>;
+    using tcp_stream = deadline_stream<net::ip::tcp>;
+    using tls_stream = beast::ssl_stream<tcp_stream>;
+    using unix_stream = deadline_stream<net::local::stream_protocol>;
 
     template <class S, class... Args>
     explicit any_stream(std::in_place_type_t<S> t, Args&&... args)

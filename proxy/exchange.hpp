@@ -48,14 +48,15 @@ private:
 /// kept by the session for the connection's life.
 struct connection_buffers {
     body_chunk chunk;
-    std::string wire;             ///< message heads serialized by hand (http_wire.hpp)
-    std::string scratch;          ///< built header values (identity headers)
-    beast::flat_buffer upstream;  ///< bytes read from the upstream connection in use
-    std::string request_id;       ///< the current request's id
+    std::string wire;                ///< message heads serialized by hand (http_wire.hpp)
+    std::string scratch;             ///< built header values (identity headers)
+    beast::flat_buffer upstream;     ///< bytes read from the upstream connection in use
+    std::string request_id;          ///< the current request's id
+    core::normalized_target target;  ///< the current request's normalized target
 };
 
 struct exchange {
-    exchange(any_stream& c, beast::flat_buffer& b, http::request_parser<http::buffer_body>& p,
+    exchange(any_stream& c, beast::flat_buffer& b, request_parser<http::buffer_body>& p,
              const runtime& r, const connection_registry& reg, connection_buffers& bufs,
              std::string_view peer, bool tls)
         : client(c),
@@ -69,11 +70,17 @@ struct exchange {
           up_buffer(bufs.upstream),
           peer_ip(peer),
           downstream_tls(tls),
-          request_id(bufs.request_id) {}
+          request_id(bufs.request_id),
+          target(bufs.target) {
+        target.status = core::path_status::ok;  // nothing of the previous request shows through
+        target.path.clear();
+        target.query.clear();
+        target.has_query = false;
+    }
     // --- the downstream side (owned by the session)
     any_stream& client;
     beast::flat_buffer& client_buffer;
-    http::request_parser<http::buffer_body>& parser;
+    request_parser<http::buffer_body>& parser;
     const runtime& rt;
     const connection_registry& registry;
     body_chunk& chunk;
@@ -87,7 +94,7 @@ struct exchange {
     std::chrono::steady_clock::time_point start;
     std::string& request_id;  ///< the connection's buffer (connection_buffers::request_id)
     std::string method;
-    core::normalized_target target;
+    core::normalized_target& target;  ///< the connection's buffer (connection_buffers::target)
     request_framing framing;
     std::shared_ptr<const core::identity> id;  ///< set when authenticated
     std::optional<core::token_type> token_type;
@@ -101,9 +108,8 @@ struct exchange {
     std::optional<std::uint64_t> bytes_in;  ///< a tunnel's bytes client -> upstream
     bool status_counted = false;            ///< requests_total already has it (a 101)
     std::optional<double> upstream_ms;
-    bool response_started = false;  ///< a response head went out: no problem response possible
-    bool body_consumed = false;     ///< the request body was read completely
-    bool client_failed = false;     ///< the client stream broke: close without writing
+    bool body_consumed = false;  ///< the request body was read completely
+    bool client_failed = false;  ///< the client stream broke: close without writing
 };
 
 }  // namespace clerk::proxy

@@ -28,7 +28,7 @@ struct one_field {
     int count = 0;
 };
 
-one_field field_of(const http::fields& h, std::string_view name) {
+one_field field_of(const header_fields& h, std::string_view name) {
     one_field f;
     for (auto [it, end] = h.equal_range(name); it != end; ++it) {
         f.value = it->value();
@@ -39,7 +39,7 @@ one_field field_of(const http::fields& h, std::string_view name) {
     return f;
 }
 
-original_request from_family(const http::fields& h, std::string_view method_name,
+original_request from_family(const header_fields& h, std::string_view method_name,
                              const one_field& uri, std::string_view check_method) {
     original_request r;
     if (uri.count > 1) {
@@ -65,7 +65,7 @@ original_request from_family(const http::fields& h, std::string_view method_name
 
 }  // namespace
 
-original_request original_request_of(const http::fields& check, std::string_view check_method,
+original_request original_request_of(const header_fields& check, std::string_view check_method,
                                      std::string_view check_target) {
     if (const auto uri = field_of(check, "X-Forwarded-Uri"); uri.count > 0) {
         return from_family(check, "X-Forwarded-Method", uri, check_method);

@@ -8,7 +8,7 @@
 #include "core/header_rules.hpp"
 #include "core/identity.hpp"
 
-#include <boost/beast/http/fields.hpp>
+#include "proxy/header_fields.hpp"
 
 #include <string>
 #include <string_view>
@@ -31,8 +31,8 @@ struct original_request {
 /// header, when absent, defaults to the check request's method. A repeated or empty header of
 /// the chosen family, or a method that is not an HTTP token, is a 400 (a gateway sends each
 /// once; two would let a client choose which one the rules see).
-original_request original_request_of(const boost::beast::http::fields& check,
-                                     std::string_view check_method, std::string_view check_target);
+original_request original_request_of(const header_fields& check, std::string_view check_method,
+                                     std::string_view check_target);
 
 /// Appends the whole head of the positive answer to a check: status line, `Content-Length: 0`,
 /// `Cache-Control: no-store`, X-Request-Id, every configured identity header exactly once (the

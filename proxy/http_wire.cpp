@@ -29,7 +29,7 @@ void append_status_line(std::string& out, unsigned version, unsigned status,
     out += "\r\n";
 }
 
-void append_fields(std::string& out, const http::fields& fields) {
+void append_fields(std::string& out, const header_fields& fields) {
     for (const auto& f : fields) {
         out += f.name_string();
         out += ": ";

@@ -5,7 +5,7 @@
 // serializer, whose buffers_cat iteration cost about a tenth of the proxy's CPU per request
 // (issue #14 profile); the wire format itself is a few lines. Pure functions, no I/O, tested
 // against Beast's serializer as the oracle (tests/proxy/http_wire_test.cpp).
-#include <boost/beast/http/fields.hpp>
+#include "proxy/header_fields.hpp"
 
 #include <cstdint>
 #include <string>
@@ -22,7 +22,7 @@ void append_status_line(std::string& out, unsigned version, unsigned status,
                         std::string_view reason);
 
 /// Appends every field as "Name: value\r\n", in order, then the blank line ending the head.
-void append_fields(std::string& out, const boost::beast::http::fields& fields);
+void append_fields(std::string& out, const header_fields& fields);
 
 /// Appends the chunk-size line of a chunk of `size` (> 0) bytes: hex digits, then CRLF.
 void append_chunk_header(std::string& out, std::uint64_t size);

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstdio>
 #include <ctime>
 #include <mutex>
 
@@ -121,16 +122,34 @@ std::shared_ptr<spdlog::logger> make_or_get(std::string_view name) {
 
 }  // namespace
 
-std::string format_utc_time(std::chrono::system_clock::time_point t) {
+void append_utc_time(std::string& out, std::chrono::system_clock::time_point t) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
     const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    std::array<char, 40> buf{};
-    const auto n = std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                 tm.tm_min, tm.tm_sec, static_cast<int>(ms.count() % 1000));
-    return std::string(buf.data(), n > 0 ? static_cast<std::size_t>(n) : 0);
+    // "YYYY-MM-DDTHH:MM:SS" of the last second rendered on this thread.
+    thread_local std::time_t cached_secs = -1;
+    thread_local std::array<char, 40> cached{};
+    thread_local std::size_t cached_len = 0;
+    if (secs != cached_secs) {
+        std::tm tm{};
+        gmtime_r(&secs, &tm);
+        const auto n = std::snprintf(cached.data(), cached.size(), "%04d-%02d-%02dT%02d:%02d:%02d",
+                                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                     tm.tm_min, tm.tm_sec);
+        cached_len = n > 0 ? static_cast<std::size_t>(n) : 0;
+        cached_secs = secs;
+    }
+    out.append(cached.data(), cached_len);
+    const auto milli = static_cast<int>(ms.count() % 1000);
+    const char frac[] = {'.', static_cast<char>('0' + milli / 100),
+                         static_cast<char>('0' + milli / 10 % 10),
+                         static_cast<char>('0' + milli % 10), 'Z'};
+    out.append(frac, sizeof frac);
+}
+
+std::string format_utc_time(std::chrono::system_clock::time_point t) {
+    std::string out;
+    append_utc_time(out, t);
+    return out;
 }
 
 void append_json_escaped(std::string& out, std::string_view s) {

@@ -22,6 +22,9 @@ std::shared_ptr<spdlog::logger> get_logger(std::string_view name);
 
 /// ISO 8601 UTC with milliseconds ("2025-01-31T12:00:00.123Z").
 std::string format_utc_time(std::chrono::system_clock::time_point t);
+/// The same appended to `out`, without allocating; the date and time of day are rendered once
+/// per second per thread (the access log writes one per request).
+void append_utc_time(std::string& out, std::chrono::system_clock::time_point t);
 
 /// Appends `s` to `out` as the inside of a JSON string (quotes not included). Invalid UTF-8 and
 /// control bytes are escaped as \u00XX, so a line is always valid JSON-ish ASCII-safe text.

@@ -54,17 +54,20 @@ bool parse_content_length(std::string_view v, std::optional<std::uint64_t>& out)
     }
 }
 
-std::vector<std::string> conn_tokens_of(const http::fields& h) {
-    std::vector<std::string_view> values;
+/// The Connection tokens of `h` into `out`, reusing both vectors' storage (per thread): no
+/// allocation per message once a connection has seen its usual Connection header.
+void conn_tokens_of(const header_fields& h, std::vector<std::string>& out) {
+    thread_local std::vector<std::string_view> values;
+    values.clear();
     for (auto [it, end] = h.equal_range(http::field::connection); it != end; ++it) {
         values.push_back(it->value());
     }
-    return core::connection_tokens(values);
+    core::connection_tokens(values, out);
 }
 
 }  // namespace
 
-core::auth_decision check_request_framing(const http::fields& h, unsigned version,
+core::auth_decision check_request_framing(const header_fields& h, unsigned version,
                                           std::uint64_t max_body_bytes, request_framing& out) {
     out = {};
     std::size_t te_count = 0;
@@ -103,7 +106,7 @@ core::auth_decision check_request_framing(const http::fields& h, unsigned versio
     return {};
 }
 
-bool is_websocket_upgrade(const http::fields& h, unsigned version, std::string_view method) {
+bool is_websocket_upgrade(const header_fields& h, unsigned version, std::string_view method) {
     if (version != 11 || method != "GET") {
         return false;
     }
@@ -125,7 +128,8 @@ bool is_websocket_upgrade(const http::fields& h, unsigned version, std::string_v
     if (!websocket) {
         return false;
     }
-    const auto conn = conn_tokens_of(h);
+    thread_local std::vector<std::string> conn;
+    conn_tokens_of(h, conn);
     return std::find(conn.begin(), conn.end(), "upgrade") != conn.end();
 }
 
@@ -194,7 +198,7 @@ std::string generate_request_id() {
     return out;
 }
 
-void request_id_for(const http::fields& h, std::string& out) {
+void request_id_for(const header_fields& h, std::string& out) {
     auto [it, end] = h.equal_range("X-Request-Id");
     if (it != end && std::next(it) == end && is_sane_request_id(it->value())) {
         out.assign(it->value());
@@ -203,7 +207,7 @@ void request_id_for(const http::fields& h, std::string& out) {
     generate_request_id(out);
 }
 
-std::string request_id_for(const http::fields& h) {
+std::string request_id_for(const header_fields& h) {
     std::string out;
     request_id_for(h, out);
     return out;
@@ -215,10 +219,10 @@ namespace {
 /// `scratch` is reused storage for built values (identity headers); `xff` for the appended
 /// X-Forwarded-For. Both only need to live until the call returns.
 template <class Emit>
-void rewrite_request(const http::fields& in, const forward_params& p, std::string& scratch,
+void rewrite_request(const header_fields& in, const forward_params& p, std::string& scratch,
                      std::string& xff, Emit&& emit) {
     thread_local std::vector<std::string> conn;  // reused: Connection tokens are short (SSO)
-    conn = conn_tokens_of(in);
+    conn_tokens_of(in, conn);
     xff.clear();
     std::string_view client_host;
     for (const auto& f : in) {
@@ -271,10 +275,10 @@ void rewrite_request(const http::fields& in, const forward_params& p, std::strin
 }
 
 template <class Emit>
-void rewrite_response(const http::fields& in, std::string_view request_id, bool switching,
+void rewrite_response(const header_fields& in, std::string_view request_id, bool switching,
                       Emit&& emit) {
     thread_local std::vector<std::string> conn;
-    conn = conn_tokens_of(in);
+    conn_tokens_of(in, conn);
     for (const auto& f : in) {
         const auto name = f.name_string();
         if (core::is_hop_by_hop(name) || iequals(name, "content-length") ||
@@ -303,7 +307,7 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 }  // namespace
 
-void rewrite_request_headers(const http::fields& in, http::fields& out, const forward_params& p) {
+void rewrite_request_headers(const header_fields& in, header_fields& out, const forward_params& p) {
     std::string scratch;
     std::string xff;
     rewrite_request(in, p, scratch, xff, [&out](std::string_view name, std::string_view value) {
@@ -311,7 +315,7 @@ void rewrite_request_headers(const http::fields& in, http::fields& out, const fo
     });
 }
 
-void append_request_headers(const http::fields& in, const forward_params& p, std::string& out,
+void append_request_headers(const header_fields& in, const forward_params& p, std::string& out,
                             std::string& scratch) {
     thread_local std::string xff;
     rewrite_request(in, p, scratch, xff, [&out](std::string_view name, std::string_view value) {
@@ -319,14 +323,14 @@ void append_request_headers(const http::fields& in, const forward_params& p, std
     });
 }
 
-void rewrite_response_headers(const http::fields& in, http::fields& out,
+void rewrite_response_headers(const header_fields& in, header_fields& out,
                               std::string_view request_id) {
     rewrite_response(in, request_id, false, [&out](std::string_view name, std::string_view value) {
         out.insert(name, value);
     });
 }
 
-void append_response_headers(const http::fields& in, std::string_view request_id, std::string& out,
+void append_response_headers(const header_fields& in, std::string_view request_id, std::string& out,
                              bool switching) {
     rewrite_response(
         in, request_id, switching,

@@ -8,7 +8,7 @@
 #include "core/header_rules.hpp"
 #include "core/identity.hpp"
 
-#include <boost/beast/http/fields.hpp>
+#include "proxy/header_fields.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -29,15 +29,14 @@ struct request_framing {
 /// number (duplicates must agree), Transfer-Encoding other than exactly `chunked`, a missing
 /// (HTTP/1.1) or repeated Host -> bad_request with a static reason. A Content-Length above
 /// `max_body_bytes` (0 = unlimited) -> body_too_large. `version` is 10 or 11.
-core::auth_decision check_request_framing(const boost::beast::http::fields& h, unsigned version,
+core::auth_decision check_request_framing(const header_fields& h, unsigned version,
                                           std::uint64_t max_body_bytes, request_framing& out);
 
 /// A WebSocket opening handshake (RFC 6455 §4.1) the proxy may tunnel: HTTP/1.1 GET whose
 /// Upgrade header lists `websocket` and whose Connection header lists `upgrade` (both
 /// case-insensitive). Any other Upgrade (h2c, …) is not one: it is stripped like any hop-by-hop
 /// header.
-bool is_websocket_upgrade(const boost::beast::http::fields& h, unsigned version,
-                          std::string_view method);
+bool is_websocket_upgrade(const header_fields& h, unsigned version, std::string_view method);
 
 /// True for a client X-Request-Id worth keeping: 1..128 chars of [A-Za-z0-9._-].
 bool is_sane_request_id(std::string_view id);
@@ -48,8 +47,8 @@ std::string generate_request_id();
 void generate_request_id(std::string& out);
 
 /// The client's X-Request-Id when there is exactly one and it is sane, else a new one.
-std::string request_id_for(const boost::beast::http::fields& h);
-void request_id_for(const boost::beast::http::fields& h, std::string& out);
+std::string request_id_for(const header_fields& h);
+void request_id_for(const header_fields& h, std::string& out);
 
 /// Everything the request rewrite needs besides the incoming headers.
 struct forward_params {
@@ -71,25 +70,24 @@ struct forward_params {
 /// Transfer-Encoding (the caller sets the framing), and Authorization unless forwarded; then
 /// adds the verified identity headers, X-Forwarded-For (appended), X-Forwarded-Proto,
 /// X-Forwarded-Host (the client's Host), Host and X-Request-Id.
-void rewrite_request_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
-                             const forward_params& p);
+void rewrite_request_headers(const header_fields& in, header_fields& out, const forward_params& p);
 
 /// The same fields, appended to `out` as "Name: value\r\n" lines (the request head being
 /// serialized; the caller adds the framing field and the blank line). Allocation-free in the
 /// steady state: `scratch` (reused by the caller) holds built values.
-void append_request_headers(const boost::beast::http::fields& in, const forward_params& p,
-                            std::string& out, std::string& scratch);
+void append_request_headers(const header_fields& in, const forward_params& p, std::string& out,
+                            std::string& scratch);
 
 /// Builds the client response headers from the upstream's: drops hop-by-hop headers and those
 /// named in Connection, Content-Length and Transfer-Encoding (the caller sets the framing), and
 /// sets X-Request-Id.
-void rewrite_response_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
+void rewrite_response_headers(const header_fields& in, header_fields& out,
                               std::string_view request_id);
 
 /// The same fields appended to `out` as "Name: value\r\n" lines (see append_request_headers).
 /// `switching` (an upstream 101 to a WebSocket upgrade): `Connection: upgrade` and
 /// `Upgrade: websocket` are added.
-void append_response_headers(const boost::beast::http::fields& in, std::string_view request_id,
-                             std::string& out, bool switching = false);
+void append_response_headers(const header_fields& in, std::string_view request_id, std::string& out,
+                             bool switching = false);
 
 }  // namespace clerk::proxy

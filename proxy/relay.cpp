@@ -380,7 +380,6 @@ private:
         head += "\r\n";
         ex_.keep_alive = keep;
         ex_.status = st;
-        ex_.response_started = true;
 
         // Whatever of the body arrived with the head is parsed now, without I/O, so that a
         // small response leaves in one write (head and body gathered), not three.
@@ -489,7 +488,7 @@ private:
     /// Parses the response body bytes already in ex_.up_buffer (read with the head) into the body
     /// chunk, without I/O; `got` is how many body bytes it holds. Stops when the chunk is full,
     /// the buffer is used up or the body is complete.
-    error_code parse_buffered_body(http::response_parser<http::buffer_body>& rp, std::size_t& got) {
+    error_code parse_buffered_body(response_parser<http::buffer_body>& rp, std::size_t& got) {
         got = 0;
         char* const chunk = ex_.chunk.get();
         while (!rp.is_done() && ex_.up_buffer.size() > 0 && got < body_chunk_bytes) {
@@ -549,7 +548,7 @@ private:
     const config::config& cfg_;
     const std::shared_ptr<spdlog::logger>& log_;
     upstream_pool::connection conn_;
-    std::optional<http::response_parser<http::buffer_body>> res_parser_;
+    std::optional<response_parser<http::buffer_body>> res_parser_;
     core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};
     clock::time_point started_;
     bool expect_continue_ = false;

@@ -92,12 +92,12 @@ public:
             }
             // The snapshot this request runs under, whatever a reload does meanwhile.
             const auto pin = env_.runtime->current();
-            http::request_parser<http::buffer_body> parser;
+            request_parser<http::buffer_body> parser;
             exchange ex{stream_,        buffer_, parser,   *pin->rt,
                         *env_.registry, bufs_,   peer_ip_, env_.tls != nullptr};
             ex.start = clock::now();
             const auto wall_start = std::chrono::system_clock::now();
-            const bool keep = co_await serve(ex, first);
+            const bool keep = co_await serve(ex);
             log_exchange(ex, wall_start);
             if (!keep || ex.client_failed) {
                 break;
@@ -151,7 +151,7 @@ private:
     }
 
     // --- the request script
-    net::awaitable<bool> serve(exchange& ex, bool) {
+    net::awaitable<bool> serve(exchange& ex) {
         const auto& cfg = *ex.rt.cfg;
         if (auto r = co_await read_head(ex); !r) {
             co_return false;
@@ -182,7 +182,7 @@ private:
         if (!original.reason.empty()) {
             co_return co_await refuse(ex, {core::decision_kind::bad_request, original.reason});
         }
-        ex.target = core::normalize_target(original.target);
+        core::normalize_target(original.target, ex.target);
         if (ex.target.status != core::path_status::ok) {
             co_return co_await refuse(
                 ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});

@@ -113,7 +113,8 @@ net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer&
     co_return s.result;
 }
 
-net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& response,
+net::awaitable<void> serve_upgrade(exchange& ex,
+                                   const http::response_header<header_fields>& response,
                                    any_stream& upstream, metrics& m) {
     const auto& cfg = *ex.rt.cfg;
     auto& head = ex.wire;
@@ -122,11 +123,14 @@ net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& 
     append_response_headers(response, ex.request_id, head, /*switching=*/true);
     head += "\r\n";
     ex.status = 101;
-    ex.response_started = true;
     ex.keep_alive = false;
     ex.client.expires_after(cfg.limits.idle_timeout);
+    // The gauge counts the tunnel before the client can see the 101: whoever got the 101 and
+    // looks at the metrics finds it there.
+    m.tunnel_opened();
     auto [ec, n] = co_await net::async_write(ex.client, net::buffer(head), use_tuple);
     if (ec) {
+        m.tunnel_closed();
         ex.client_failed = true;
         co_return;
     }
@@ -145,7 +149,6 @@ net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& 
         limits.deadline = std::min(
             limits.deadline, now + std::chrono::milliseconds(*ex.id->expires_at_ms - wall_ms));
     }
-    m.tunnel_opened();
     const auto r = co_await run_tunnel(ex.client, ex.client_buffer, upstream, ex.up_buffer, limits);
     m.tunnel_closed();
     static const auto log = get_logger("upstream");

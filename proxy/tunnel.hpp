@@ -41,7 +41,8 @@ net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer&
 /// with `Connection: upgrade` and `Upgrade: websocket`) to the client, counts it, and runs the
 /// tunnel with the limits of `ex.rt.cfg` and the identity's expiration; records the tunnel's
 /// bytes in `ex` and marks the client connection finished. The caller discards `upstream`.
-net::awaitable<void> serve_upgrade(exchange& ex, const http::response_header<>& response,
+net::awaitable<void> serve_upgrade(exchange& ex,
+                                   const http::response_header<header_fields>& response,
                                    any_stream& upstream, metrics& m);
 
 }  // namespace clerk::proxy

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <tuple>
 
 namespace clerk::proxy {
 namespace {
@@ -145,7 +146,17 @@ net::awaitable<error_code> upstream_pool::connect(connection& out) {
     }
     auto& tcp_layer = s->tls() ? beast::get_lowest_layer(*s->tls()) : *s->tcp();
     tcp_layer.expires_at(deadline);
-    auto [ec, ep] = co_await tcp_layer.async_connect(endpoints, use_tuple);
+    // Each address in turn, all within the one connect deadline.
+    error_code ec = net::error::host_not_found;
+    for (const auto& ep : endpoints) {
+        if (tcp_layer.socket().is_open()) {
+            tcp_layer.close();
+        }
+        std::tie(ec) = co_await tcp_layer.async_connect(ep, use_tuple);
+        if (!ec || ec == beast::error::timeout) {
+            break;
+        }
+    }
     if (ec) {
         co_return ec;
     }

@@ -238,11 +238,11 @@ TEST_CASE("pre_authenticate without classification leaves steps 3-4 to classify_
     CHECK(not_accepted.classified);
     CHECK(not_accepted.cls.type == token_type::session_token);
     CHECK(not_accepted.refusal.reason == "token_type_not_accepted");
-    const auto malformed = classify_and_accept("zz_not-a-known-token", accept_any());
-    CHECK_FALSE(malformed.ok);
-    CHECK_FALSE(malformed.classified);
-    CHECK(malformed.refusal.kind == decision_kind::invalid_token);
-    CHECK(malformed.refusal.reason == "malformed");
+    const auto unknown_shape = classify_and_accept("zz_not-a-known-token", accept_any());
+    CHECK_FALSE(unknown_shape.ok);
+    CHECK_FALSE(unknown_shape.classified);
+    CHECK(unknown_shape.refusal.kind == decision_kind::invalid_token);
+    CHECK(unknown_shape.refusal.reason == "malformed");
 }
 
 TEST_CASE("post_authenticate applies the route policy", "[decision]") {

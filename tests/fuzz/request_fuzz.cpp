@@ -232,8 +232,8 @@ void check_path(const core::normalized_target& t) {
 }
 
 /// The rewritten upstream head against the reference rules of DESIGN.md §5.
-void check_rewrite(const http::fields& in, const http::fields& out, const core::identity* id,
-                   bool forward_authorization) {
+void check_rewrite(const proxy::header_fields& in, const proxy::header_fields& out,
+                   const core::identity* id, bool forward_authorization) {
     std::vector<std::string_view> conn_values;
     for (auto [it, end] = in.equal_range(http::field::connection); it != end; ++it) {
         conn_values.push_back(it->value());
@@ -271,10 +271,11 @@ struct options {
 };
 
 /// One request of the connection; false when the connection cannot go on.
-void check_forward_auth(const http::request<http::buffer_body>& req, const core::identity* id);
+void check_forward_auth(const http::request<http::buffer_body, proxy::header_fields>& req,
+                        const core::identity* id);
 
 bool serve_one(wire& w, const options& opt) {
-    http::request_parser<http::buffer_body> parser;
+    proxy::request_parser<http::buffer_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(max_header_bytes));
     parser.body_limit(boost::none);  // max_body_bytes is the session's job (0 = unlimited here)
     parser.eager(false);
@@ -376,7 +377,7 @@ bool serve_one(wire& w, const options& opt) {
     fp.peer_ip = "192.0.2.7";
     const std::string request_id = proxy::request_id_for(req);
     fp.request_id = request_id;
-    http::request<http::buffer_body> up;
+    http::request<http::buffer_body, proxy::header_fields> up;
     proxy::rewrite_request_headers(req, up, fp);
     check_rewrite(req, up, id.get(), opt.forward_authorization);
 
@@ -403,7 +404,8 @@ bool serve_one(wire& w, const options& opt) {
     return keep_alive;
 }
 
-void check_forward_auth(const http::request<http::buffer_body>& req, const core::identity* id) {
+void check_forward_auth(const http::request<http::buffer_body, proxy::header_fields>& req,
+                        const core::identity* id) {
     const auto original = proxy::original_request_of(req, req.method_string(), req.target());
     if (original.reason.empty()) {
         check(!original.method.empty() && !original.target.empty(),

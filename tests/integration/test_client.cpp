@@ -26,6 +26,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include <chrono>
+#include <future>
 #include <stdexcept>
 
 namespace clerk::it {
@@ -85,7 +87,13 @@ struct http_client::impl {
     T run(net::awaitable<T> a) {
         auto fut = net::co_spawn(ioc, std::move(a), net::use_future);
         ioc.restart();
-        ioc.run();
+        // Until this operation is done, not until the context runs out of work: the stream's
+        // deadline timer (proxy/deadline_stream.hpp) may stay armed between operations.
+        while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            if (ioc.run_one() == 0) {
+                break;  // out of work: fut.get() reports what happened
+            }
+        }
         return fut.get();
     }
 

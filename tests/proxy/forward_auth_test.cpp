@@ -13,8 +13,9 @@ using clerk::proxy::original_request_of;
 
 namespace {
 
-http::fields make_fields(std::initializer_list<std::pair<std::string_view, std::string_view>> kv) {
-    http::fields f;
+clerk::proxy::header_fields make_fields(
+    std::initializer_list<std::pair<std::string_view, std::string_view>> kv) {
+    clerk::proxy::header_fields f;
     for (const auto& [k, v] : kv) {
         f.insert(k, v);
     }
@@ -78,7 +79,7 @@ TEST_CASE("forward-auth: the original request comes from the gateway's headers",
               "bad_original_url");
     }
     SECTION("no family: the request line (Envoy ext_authz)") {
-        const auto r = original_request_of(http::fields{}, "GET", "/api/z?q");
+        const auto r = original_request_of(clerk::proxy::header_fields{}, "GET", "/api/z?q");
         CHECK(r.reason.empty());
         CHECK(r.method == "GET");
         CHECK(r.target == "/api/z?q");

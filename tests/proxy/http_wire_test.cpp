@@ -27,7 +27,7 @@ std::string beast_wire(Message& m) {
 }  // namespace
 
 TEST_CASE("http_wire: request heads match Beast's serializer", "[http_wire]") {
-    http::request<http::empty_body> req{http::verb::get, "/a/b?x=1", 11};
+    http::request<http::empty_body, header_fields> req{http::verb::get, "/a/b?x=1", 11};
     req.set(http::field::host, "up.example:8080");
     req.set("X-Clerk-Subject", "mch_1");
     req.insert("X-Multi", "a");
@@ -43,7 +43,8 @@ TEST_CASE("http_wire: status lines and response heads match Beast's serializer",
         for (const unsigned status : {200U, 204U, 301U, 404U, 418U, 503U, 599U}) {
             for (const std::string_view reason :
                  {std::string_view(), std::string_view("Custom Reason")}) {
-                http::response<http::empty_body> res{static_cast<http::status>(status), version};
+                http::response<http::empty_body, header_fields> res{
+                    static_cast<http::status>(status), version};
                 if (!reason.empty()) {
                     res.reason(std::string(reason));
                 }
@@ -62,7 +63,7 @@ TEST_CASE("http_wire: status lines and response heads match Beast's serializer",
 TEST_CASE("http_wire: chunk framing matches Beast's chunked serializer", "[http_wire]") {
     for (const std::size_t size : {1U, 9U, 10U, 15U, 16U, 255U, 4096U, 65536U}) {
         const std::string data(size, 'x');
-        http::response<http::string_body> res{http::status::ok, 11};
+        http::response<http::string_body, header_fields> res{http::status::ok, 11};
         res.chunked(true);
         res.body() = data;
         const std::string beast = beast_wire(res);

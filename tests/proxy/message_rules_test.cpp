@@ -13,15 +13,16 @@ using clerk::proxy::request_framing;
 
 namespace {
 
-http::fields make_fields(std::initializer_list<std::pair<std::string_view, std::string_view>> kv) {
-    http::fields f;
+clerk::proxy::header_fields make_fields(
+    std::initializer_list<std::pair<std::string_view, std::string_view>> kv) {
+    clerk::proxy::header_fields f;
     for (const auto& [k, v] : kv) {
         f.insert(k, v);
     }
     return f;
 }
 
-std::vector<std::string> values(const http::fields& f, std::string_view name) {
+std::vector<std::string> values(const clerk::proxy::header_fields& f, std::string_view name) {
     std::vector<std::string> out;
     for (auto [it, end] = f.equal_range(name); it != end; ++it) {
         out.emplace_back(it->value());
@@ -55,7 +56,7 @@ TEST_CASE("framing: plain requests pass and report their body", "[message_rules]
     CHECK(*fr.content_length == 5);
 
     // HTTP/1.0 needs no Host.
-    d = check_request_framing(http::fields{}, 10, 0, fr);
+    d = check_request_framing(clerk::proxy::header_fields{}, 10, 0, fr);
     CHECK(d.allowed());
 }
 
@@ -82,7 +83,7 @@ TEST_CASE("framing: smuggling shapes are 400", "[message_rules]") {
         {{{"Host", "a"}, {"Host", "b"}}, "invalid_host"},
     };
     for (const auto& r : rows) {
-        http::fields f;
+        clerk::proxy::header_fields f;
         for (const auto& [k, v] : r.headers) {
             f.insert(k, v);
         }
@@ -146,7 +147,7 @@ TEST_CASE("request rewrite: identity, hop-by-hop and Connection-named headers ne
         {"X-Request-Id", "client-id"},
         {"Accept", "*/*"},
     });
-    http::fields out;
+    clerk::proxy::header_fields out;
     clerk::proxy::forward_params p;
     p.rules = &rules;
     p.preserve_host = true;
@@ -179,7 +180,7 @@ TEST_CASE("request rewrite: verified identity is injected, Host follows preserve
     const auto in = make_fields({{"Host", "client.example"},
                                  {"Authorization", "Bearer mt_x"},
                                  {"X-Clerk-Subject", "mch_spoofed"}});
-    http::fields out;
+    clerk::proxy::header_fields out;
     clerk::proxy::forward_params p;
     p.rules = &rules;
     p.id = &id;
@@ -209,7 +210,7 @@ TEST_CASE("response rewrite: hop-by-hop headers dropped, request id set", "[mess
                                  {"X-Request-Id", "upstream-id"},
                                  {"Set-Cookie", "a=1"},
                                  {"Set-Cookie", "b=2"}});
-    http::fields out;
+    clerk::proxy::header_fields out;
     clerk::proxy::rewrite_response_headers(in, out, "rid");
     CHECK(out.count("Connection") == 0);
     CHECK(out.count("X-Private") == 0);
@@ -250,7 +251,7 @@ TEST_CASE("websocket: the upgrade's hop-by-hop pair is the only one forwarded, b
     p.rules = &rules;
     p.request_id = "rid";
     p.websocket_upgrade = true;
-    http::fields out;
+    clerk::proxy::header_fields out;
     clerk::proxy::rewrite_request_headers(in, out, p);
     CHECK(values(out, "Upgrade") == std::vector<std::string>{"websocket"});
     CHECK(values(out, "Connection") == std::vector<std::string>{"upgrade"});

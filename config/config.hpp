@@ -75,6 +75,9 @@ struct auth_config {
     /// Recipient scoping of locally verified JWTs: their `aud` must overlap this list. Empty =
     /// not checked (a start-up warning says what that allows).
     std::vector<std::string> audience;
+    /// Session tokens: their `azp` must be one of these origins. Empty = not checked (a
+    /// start-up warning says what that allows).
+    std::vector<std::string> authorized_parties;
 };
 
 enum class redis_transport { tcp, tls, unix_socket };

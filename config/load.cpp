@@ -425,6 +425,14 @@ void loader::cross_checks(config& cfg) {
                  "required when auth.accepts_token includes api_key, oauth_token or any (Clerk "
                  "verifies them with the instance secret key)");
     }
+    const bool jwt_keys = !cfg.clerk.jwt_key.empty() || !cfg.clerk.secret_key.empty();
+    if (!accepts.any && accepts.accepts(core::token_type::session_token) && !jwt_keys &&
+        !r_.failed("clerk.secret_key") && !r_.failed("clerk.jwt_key") &&
+        !r_.failed("auth.accepts_token")) {
+        r_.error(r_.line_for("clerk", root_line_), "clerk.jwt_key",
+                 "clerk.jwt_key or clerk.secret_key is required when auth.accepts_token includes "
+                 "session_token (session tokens are verified with the instance's signing key)");
+    }
     if (!cfg.clerk.api_url_is_https && !is_loopback_host(cfg.clerk.api_host)) {
         cfg.warnings.push_back("clerk.api_url uses http:// to non-loopback host \"" +
                                cfg.clerk.api_host +
@@ -433,13 +441,19 @@ void loader::cross_checks(config& cfg) {
 
     // Recipient scoping (DESIGN.md §12): a JWT is verified locally, so nobody checks that it
     // was minted for this service unless auth.audience says who this service is.
-    const bool jwt_keys = !cfg.clerk.jwt_key.empty() || !cfg.clerk.secret_key.empty();
     if (cfg.auth.accepts.accepts(core::token_type::m2m_token) && jwt_keys &&
         cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
         cfg.warnings.push_back(
             "auth.audience is not set: any machine of the Clerk instance can call this service "
             "with an M2M JWT, scoped to it or not; set auth.audience to this service's machine "
             "id, e.g. audience: [\"${CLERK_MACHINE_ID}\"]");
+    }
+    if (cfg.auth.accepts.accepts(core::token_type::session_token) &&
+        cfg.auth.authorized_parties.empty() && !r_.failed("auth.authorized_parties")) {
+        cfg.warnings.push_back(
+            "auth.authorized_parties is not set: a session token issued to any origin of the "
+            "Clerk instance (its azp claim) is accepted; list this service's front-end origins, "
+            "e.g. authorized_parties: [\"https://app.example.com\"]");
     }
 
     if (cfg.admin.listen && cfg.admin.listen->port != 0 &&

@@ -110,6 +110,28 @@ void loader::auth(const YAML::Node& n, const std::string& key, auth_config& out)
                  out.audience = std::move(audience);
              }
          }},
+        {"authorized_parties",
+         [this, &out](const YAML::Node& v, const std::string& k) {
+             auto items = r_.string_list(v, k);
+             if (!items) {
+                 return;
+             }
+             std::vector<std::string> parties;
+             bool ok = true;
+             for (const list_item& item : *items) {
+                 if (item.value.empty()) {
+                     r_.error(item.line, k,
+                              "empty value (an origin such as https://app.example.com)");
+                     ok = false;
+                 } else if (std::find(parties.begin(), parties.end(), item.value) ==
+                            parties.end()) {
+                     parties.push_back(item.value);
+                 }
+             }
+             if (ok) {
+                 out.authorized_parties = std::move(parties);
+             }
+         }},
     };
     r_.visit(n, key, fields);
 }

@@ -63,4 +63,17 @@ bool audience_allows(const identity& id, const std::vector<std::string>& accepte
     return false;
 }
 
+bool authorized_party_allows(const identity& id,
+                             const std::vector<std::string>& accepted) noexcept {
+    if (accepted.empty() || !id.authorized_party) {
+        return true;
+    }
+    for (const auto& want : accepted) {
+        if (*id.authorized_party == want) {
+            return !want.empty();
+        }
+    }
+    return false;
+}
+
 }  // namespace clerk::core

@@ -14,7 +14,7 @@ struct identity {
     token_type type = token_type::m2m_token;
     token_format format = token_format::opaque;
     std::string subject;   ///< "mch_..." for machines
-    std::string token_id;  ///< "mt_..." (opaque id or JWT jti)
+    std::string token_id;  ///< "mt_..." (opaque id or JWT jti; a session token's sid)
     std::string org_id;    ///< a session token's active organization ("" otherwise)
     std::vector<std::string> scopes;
     nlohmann::json claims;       ///< custom claims object, or null
@@ -24,6 +24,9 @@ struct identity {
     /// JWTs, whose recipient nobody else checks (possibly empty: no `aud`); nullopt for tokens
     /// Clerk verified with our own key, which Clerk scopes to us (recipient scoping).
     std::optional<std::vector<std::string>> audience;
+    /// A session token's `azp` ("" when absent), checked against auth.authorized_parties;
+    /// nullopt for other types.
+    std::optional<std::string> authorized_party;
 
     bool is_machine() const { return subject.rfind("mch_", 0) == 0; }
 };
@@ -33,6 +36,11 @@ struct identity {
 /// `aud` and `accepted` share at least one value. A JWT without `aud` fails a configured
 /// audience (stricter than the SDK, which skips the check then).
 bool audience_allows(const identity& id, const std::vector<std::string>& accepted) noexcept;
+
+/// auth.authorized_parties: true when `accepted` is empty, when the identity is not a session
+/// token (no authorized_party), or when its `azp` is one of `accepted`. A session token without
+/// `azp` fails a configured list (so does the SDK's assertAuthorizedPartiesClaim).
+bool authorized_party_allows(const identity& id, const std::vector<std::string>& accepted) noexcept;
 
 /// Renders `claims` compact with every non-ASCII character escaped as \uXXXX (header-safe).
 std::string compact_ascii_json(const nlohmann::json& j);

@@ -1,6 +1,7 @@
 #include "core/jwt.hpp"
 
 #include "core/base64url.hpp"
+#include "core/jwt_claims.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,11 +22,40 @@ using nlohmann::json;
 // dump recurse per level).
 constexpr std::size_t max_json_depth = 64;
 
-constexpr std::string_view m2m_category = "cl_B7d4PD333AAA";
+using jwt_detail::member;
 
-// Registered claims (RFC 7519 §4.1) and `scopes`: carried by identity fields, not by `claims`.
-constexpr std::string_view dropped_claims[] = {"iss", "sub", "aud", "exp",
-                                               "nbf", "iat", "jti", "scopes"};
+// Header `cat` (token category) values Clerk writes.
+constexpr std::string_view m2m_category = "cl_B7d4PD333AAA";
+constexpr std::string_view session_category = "cl_B7d4PD111AAA";
+
+bool is_string(const json* v, std::string_view s) {
+    return v != nullptr && v->is_string() && v->get_ref<const std::string&>() == s;
+}
+
+// Header `typ`: an OAuth access token must say so (RFC 9068); the others are absent or "JWT".
+bool typ_allowed(const json* typ, token_type kind) {
+    if (kind == token_type::oauth_token) {
+        return is_string(typ, "at+jwt") || is_string(typ, "application/at+jwt");
+    }
+    return typ == nullptr || is_string(typ, "JWT");
+}
+
+// Header `cat`: absent, or the category of the expected kind. OAuth access tokens are told
+// apart by `typ` (the SDK checks no category for them): any category but another kind's.
+bool category_allowed(const json* cat, token_type kind) {
+    if (cat == nullptr) {
+        return true;
+    }
+    switch (kind) {
+        case token_type::m2m_token:
+            return is_string(cat, m2m_category);
+        case token_type::session_token:
+            return is_string(cat, session_category);
+        default:
+            return cat->is_string() && !is_string(cat, m2m_category) &&
+                   !is_string(cat, session_category);
+    }
+}
 
 // Parses `text` as one JSON object. Refuses anything else, duplicate member names (which
 // parsers resolve differently, a classic JWT smuggling vector), nesting deeper than
@@ -79,17 +109,6 @@ std::optional<json> decode_object(std::string_view segment) {
     return parse_strict_object(*bytes);
 }
 
-const json* member(const json& obj, const char* name) {
-    const auto it = obj.find(name);
-    return it == obj.end() ? nullptr : &*it;
-}
-
-// JS `x ?? fallback` semantics: absent and null are the same.
-const json* present(const json& obj, const char* name) {
-    const json* v = member(obj, name);
-    return v == nullptr || v->is_null() ? nullptr : v;
-}
-
 std::optional<double> finite_number(const json& v) {
     if (!v.is_number()) {
         return std::nullopt;
@@ -105,51 +124,6 @@ jwt_verify_result refuse(jwt_verify_result r, std::string_view reason) {
     return r;
 }
 
-// `aud` (RFC 7519 §4.1.3): a string or an array of strings. False for any other shape (an
-// array holding a non-string included): such a token is malformed, whatever is configured.
-bool read_audience(const json& aud, std::vector<std::string>& out) {
-    if (aud.is_string()) {
-        out.push_back(aud.get<std::string>());
-        return true;
-    }
-    if (!aud.is_array()) {
-        return false;
-    }
-    for (const auto& item : aud) {
-        if (!item.is_string()) {
-            return false;
-        }
-    }
-    for (const auto& item : aud) {
-        out.push_back(item.get<std::string>());
-    }
-    return true;
-}
-
-// scopes = split(`scopes`), else `aud` (string or array of strings), else []. False if a
-// present value has the wrong type.
-bool read_scopes(const json& payload, std::vector<std::string>& out) {
-    if (const json* scopes = present(payload, "scopes")) {
-        if (!scopes->is_string()) {
-            return false;
-        }
-        const auto& s = scopes->get_ref<const std::string&>();
-        std::size_t pos = 0;
-        while (pos <= s.size()) {
-            const auto space = std::min(s.find(' ', pos), s.size());
-            if (space > pos) {
-                out.emplace_back(s.substr(pos, space - pos));
-            }
-            pos = space + 1;
-        }
-        return true;
-    }
-    if (const json* aud = present(payload, "aud")) {
-        return read_audience(*aud, out);
-    }
-    return true;
-}
-
 long long to_ms(double seconds) {
     const double ms = std::floor(seconds * 1000.0);
     constexpr auto max = std::numeric_limits<long long>::max();
@@ -160,9 +134,12 @@ long long to_ms(double seconds) {
     return ms <= static_cast<double>(min) ? min : static_cast<long long>(ms);
 }
 
-jwt_verify_result verify(std::string_view token, const jwt_key_set& keys, sys_time now,
-                         std::chrono::milliseconds clock_skew) {
+jwt_verify_result verify(std::string_view token, token_type kind, const jwt_key_set& keys,
+                         sys_time now, std::chrono::milliseconds clock_skew) {
     jwt_verify_result r;
+    if (kind == token_type::api_key) {
+        return refuse(std::move(r), jwt_reason::malformed);  // API keys have no JWT form
+    }
 
     // --- Shape: exactly three parts.
     const auto dot1 = token.find('.');
@@ -188,13 +165,10 @@ jwt_verify_result verify(std::string_view token, const jwt_key_set& keys, sys_ti
         return refuse(std::move(r), jwt_reason::alg_not_allowed);
     }
     const auto& alg_name = alg->get_ref<const std::string&>();
-    if (const json* typ = member(*header, "typ");
-        typ != nullptr && !(typ->is_string() && typ->get_ref<const std::string&>() == "JWT")) {
+    if (!typ_allowed(member(*header, "typ"), kind)) {
         return refuse(std::move(r), jwt_reason::invalid_typ);
     }
-    if (const json* cat = member(*header, "cat");
-        cat != nullptr &&
-        !(cat->is_string() && cat->get_ref<const std::string&>() == m2m_category)) {
+    if (!category_allowed(member(*header, "cat"), kind)) {
         return refuse(std::move(r), jwt_reason::invalid_category);
     }
     // RFC 7515 §4.1.11: `crit` lists extensions the recipient must understand; we know none.
@@ -230,10 +204,9 @@ jwt_verify_result verify(std::string_view token, const jwt_key_set& keys, sys_ti
     if (!payload) {
         return refuse(std::move(r), jwt_reason::malformed);
     }
-    const json* sub = member(*payload, "sub");
-    if (sub == nullptr || !sub->is_string() ||
-        sub->get_ref<const std::string&>().rfind("mch_", 0) != 0) {
-        return refuse(std::move(r), jwt_reason::not_m2m);
+    auto id = std::make_shared<identity>();
+    if (const auto refused = jwt_detail::map_claims(*payload, kind, *id); !refused.empty()) {
+        return refuse(std::move(r), refused);
     }
     const json* exp_claim = member(*payload, "exp");
     if (exp_claim == nullptr || !exp_claim->is_number()) {
@@ -266,34 +239,9 @@ jwt_verify_result verify(std::string_view token, const jwt_key_set& keys, sys_ti
         }
     }
 
-    // --- Identity (clerk-protocol.md §3.4).
-    auto id = std::make_shared<identity>();
-    id->type = token_type::m2m_token;
+    // --- Identity: the fields map_claims does not set.
+    id->type = kind;
     id->format = token_format::jwt;
-    id->subject = sub->get<std::string>();
-    if (const json* jti = present(*payload, "jti")) {
-        if (!jti->is_string()) {
-            return refuse(std::move(r), jwt_reason::malformed);
-        }
-        id->token_id = jti->get<std::string>();
-    }
-    // Recipient scoping reads `aud` (auth.audience); absent or null is an empty audience.
-    id->audience.emplace();
-    if (const json* aud = present(*payload, "aud");
-        aud != nullptr && !read_audience(*aud, *id->audience)) {
-        return refuse(std::move(r), jwt_reason::malformed);
-    }
-    if (!read_scopes(*payload, id->scopes)) {
-        return refuse(std::move(r), jwt_reason::malformed);
-    }
-    json claims = *payload;
-    for (const auto name : dropped_claims) {
-        claims.erase(std::string(name));
-    }
-    if (!claims.empty()) {
-        id->claims_compact = compact_ascii_json(claims);
-        id->claims = std::move(claims);
-    }
     id->expires_at_ms = to_ms(*exp);
 
     r.ok = true;
@@ -372,10 +320,10 @@ std::vector<std::string> jwt_key_set::kids() const {
     return out;
 }
 
-jwt_verify_result verify_m2m_jwt(std::string_view token, const jwt_key_set& keys, sys_time now,
-                                 std::chrono::milliseconds clock_skew) noexcept {
+jwt_verify_result verify_jwt(std::string_view token, token_type kind, const jwt_key_set& keys,
+                             sys_time now, std::chrono::milliseconds clock_skew) noexcept {
     try {
-        return verify(token, keys, now, clock_skew);
+        return verify(token, kind, keys, now, clock_skew);
     } catch (...) {
         // Only allocation failure can get here: refuse rather than let it escape.
         jwt_verify_result r;

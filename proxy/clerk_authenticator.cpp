@@ -110,7 +110,7 @@ bool jwt_refusal_cacheable(std::string_view reason) {
 }
 
 net::awaitable<verification> verify_jwt(state_ptr st, const std::string& token,
-                                        steady::time_point deadline) {
+                                        core::token_type kind, steady::time_point deadline) {
     auto& provider = *st->jwks;
     auto keys = provider.current();
     if (!keys) {
@@ -121,12 +121,12 @@ net::awaitable<verification> verify_jwt(state_ptr st, const std::string& token,
         }
     }
     auto skew = st->cfg->auth.clock_skew;
-    auto r = core::verify_m2m_jwt(token, *keys, st->clk.now(), skew);
+    auto r = core::verify_jwt(token, kind, *keys, st->clk.now(), skew);
     if (!r.ok && r.reason == core::jwt_reason::unknown_kid && !keys->matches_any_kid()) {
         // Key rotation: fetch the JWKS once (coalesced, at most once per second) and retry.
         auto fresh = co_await provider.refresh(deadline);
         if (fresh && fresh != keys) {
-            r = core::verify_m2m_jwt(token, *fresh, st->clk.now(), skew);
+            r = core::verify_jwt(token, kind, *fresh, st->clk.now(), skew);
         }
     }
     if (r.ok) {
@@ -170,7 +170,7 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
     // Not a ?: with co_await in both arms: GCC 12 destroys such temporaries twice.
     verification v;
     if (cls.format == core::token_format::jwt) {
-        v = co_await verify_jwt(st, token.s, deadline);
+        v = co_await verify_jwt(st, token.s, cls.type, deadline);
     } else {
         // A Clerk call for a token nobody here has seen: bounded by cache.max_miss_rate, so a
         // flood of random tokens cannot spend Clerk's rate limit (a 503, never a 401).
@@ -207,14 +207,26 @@ net::awaitable<auth_result> lead(state_ptr st, core::token_digest key, token_cop
     co_return make_result(decision_kind::auth_unavailable, v.reason, core::cache_result::miss);
 }
 
-/// Recipient scoping (DESIGN.md §12), applied to every allowed result — fresh, cached or stale
-/// — against the config this authenticator was built with: an identity cached under an older
-/// config (a reload that added auth.audience) is never reused for one it does not satisfy.
-/// The verified identity itself stays cached, so a refused JWT costs no signature check.
+/// Recipient scoping (auth.audience, auth.authorized_parties), applied to every allowed result
+/// — fresh, cached or stale — against the config this authenticator was built with: an
+/// identity cached under an older config (a reload that added a list) is never reused for one
+/// it does not satisfy. The verified identity itself stays cached, so a refused JWT costs no
+/// signature check.
 auth_result scoped(auth_result r, const config::config& cfg) {
-    if (r.decision.kind == decision_kind::allow && r.id &&
-        !core::audience_allows(*r.id, cfg.auth.audience)) {
-        return make_result(decision_kind::invalid_token, "audience_mismatch", r.cache);
+    if (r.decision.kind != decision_kind::allow || !r.id) {
+        return r;
+    }
+    if (!core::audience_allows(*r.id, cfg.auth.audience)) {
+        auth_result refused =
+            make_result(decision_kind::invalid_token, "audience_mismatch", r.cache);
+        refused.type = r.type;
+        return refused;
+    }
+    if (!core::authorized_party_allows(*r.id, cfg.auth.authorized_parties)) {
+        auth_result refused =
+            make_result(decision_kind::invalid_token, "authorized_party_mismatch", r.cache);
+        refused.type = r.type;
+        return refused;
     }
     return r;
 }
@@ -280,15 +292,14 @@ private:
                                                   std::string_view token, core::token_class cls,
                                                   steady::time_point deadline) {
         state_ptr st = st_;
-        // M2M tokens (opaque and JWT), API keys and opaque OAuth tokens. Session tokens and
-        // OAuth JWT access tokens are not verified by this version yet: refused, no call.
-        const bool supported =
-            cls.type == core::token_type::m2m_token ||
-            (cls.format == core::token_format::opaque &&
-             (cls.type == core::token_type::api_key || cls.type == core::token_type::oauth_token));
-        if (!supported) {
-            co_return make_result(decision_kind::invalid_token, "token_type_not_supported");
+        // Classification yields neither (session tokens are JWTs, API keys opaque): fail closed.
+        const bool possible = cls.format == core::token_format::jwt
+                                  ? cls.type != core::token_type::api_key
+                                  : cls.type != core::token_type::session_token;
+        if (!possible) {
+            co_return make_result(decision_kind::invalid_token, "malformed");
         }
+        // JWTs (M2M, OAuth access tokens, session tokens) need the instance's signing key.
         if (cls.format == core::token_format::jwt && !st->jwks->configured()) {
             co_return make_result(decision_kind::invalid_token, "jwt_not_supported");
         }
@@ -345,7 +356,7 @@ std::shared_ptr<authenticator> make_authenticator(net::any_io_executor exec,
     if (cfg->auth.accepts.accepts(core::token_type::m2m_token) && cfg->clerk.jwt_key.empty() &&
         cfg->clerk.secret_key.empty()) {
         get_logger("auth")->warn(
-            "M2M tokens in JWT format will be refused (reason jwt_not_supported): their keys "
+            "M2M tokens in JWT format will be refused (reason jwt_not_supported): JWT keys "
             "come from clerk.jwt_key or from the JWKS fetched with clerk.secret_key, and neither "
             "is set");
     }

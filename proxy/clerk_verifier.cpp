@@ -113,6 +113,7 @@ net::awaitable<verification> clerk_verifier::verify(core::token_type type, std::
         clerk_http_reply reply = co_await api_->call(req, call_deadline);
         std::chrono::duration<double> took = steady::now() - start;
         metrics_.clerk_request(reply.status, took.count());
+        metrics_.clerk_verification(type, reply.status);
 
         clerk_outcome o;
         if (reply.status == 0) {

@@ -131,6 +131,21 @@ void metrics::auth_decision(core::decision_kind kind) {
     }
 }
 
+void metrics::auth_decision(core::decision_kind kind, std::optional<core::token_type> type) {
+    auth_decision(kind);
+    const auto i = static_cast<std::size_t>(kind);
+    if (type && static_cast<std::size_t>(*type) < token_types && i < decisions_.size()) {
+        typed_decisions_[static_cast<std::size_t>(*type)][i].fetch_add(1, relaxed);
+    }
+}
+
+void metrics::clerk_verification(core::token_type type, int status) {
+    const auto t = static_cast<std::size_t>(type);
+    if (t < token_types) {
+        verifications_[t][clamp_status(status, verifications_[t].size())].fetch_add(1, relaxed);
+    }
+}
+
 void metrics::cache_lookup(core::cache_result r) {
     const auto i = static_cast<std::size_t>(r);
     if (i < cache_.size()) {
@@ -207,6 +222,20 @@ std::string metrics::render() const {
             "\"} " + std::to_string(decisions_[static_cast<std::size_t>(k)].load(relaxed)) + '\n';
     }
 
+    header(out, "clerk_proxy_auth_decisions_by_type_total",
+           "Authentication decisions for classified tokens, by token type and result.", "counter");
+    for (std::size_t t = 0; t < token_types; ++t) {
+        for (auto k : auth_results) {
+            out += "clerk_proxy_auth_decisions_by_type_total{token_type=\"";
+            out += core::to_string(static_cast<core::token_type>(t));
+            out += "\",result=\"";
+            out += decision_label(k);
+            out += "\"} " +
+                   std::to_string(typed_decisions_[t][static_cast<std::size_t>(k)].load(relaxed)) +
+                   '\n';
+        }
+    }
+
     header(out, "clerk_proxy_cache_lookups_total", "Verification cache lookups, by result.",
            "counter");
     for (auto r : cache_results) {
@@ -241,6 +270,28 @@ std::string metrics::render() const {
     }
     if (!any) {
         out += "clerk_proxy_clerk_requests_total{status=\"200\"} 0\n";
+    }
+
+    header(out, "clerk_proxy_clerk_verifications_total",
+           "Token verification calls to the Clerk Backend API, by token type and HTTP status "
+           "(error: transport failure).",
+           "counter");
+    any = false;
+    for (std::size_t t = 0; t < token_types; ++t) {
+        for (std::size_t code = 0; code < verifications_[t].size(); ++code) {
+            const auto v = verifications_[t][code].load(relaxed);
+            if (v == 0) {
+                continue;
+            }
+            any = true;
+            out += "clerk_proxy_clerk_verifications_total{token_type=\"";
+            out += core::to_string(static_cast<core::token_type>(t));
+            out += "\",status=\"" + (code == 0 ? std::string("error") : std::to_string(code)) +
+                   "\"} " + std::to_string(v) + '\n';
+        }
+    }
+    if (!any) {
+        out += "clerk_proxy_clerk_verifications_total{token_type=\"m2m_token\",status=\"200\"} 0\n";
     }
 
     clerk_latency_.render(out, "clerk_proxy_clerk_request_duration_seconds",

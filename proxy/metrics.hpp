@@ -2,12 +2,14 @@
 // Process-wide metrics (DESIGN.md §7), lock-free counters rendered as Prometheus text 0.0.4.
 // Label values are fixed enums or HTTP status codes: never a token, subject or path.
 #include "core/auth_decision.hpp"
+#include "core/token_type.hpp"
 #include "core/verification_cache.hpp"
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace clerk::proxy {
@@ -31,7 +33,13 @@ class metrics {
 public:
     void request_done(int status);                 ///< clerk_proxy_requests_total{code}
     void auth_decision(core::decision_kind kind);  ///< ..._auth_decisions_total{result}
-    void cache_lookup(core::cache_result r);       ///< ..._cache_lookups_total{result}
+    /// ..._auth_decisions_total{result} and, for a known token type,
+    /// clerk_proxy_auth_decisions_by_type_total{token_type,result}.
+    void auth_decision(core::decision_kind kind, std::optional<core::token_type> type);
+    /// clerk_proxy_clerk_verifications_total{token_type,status}: one verification call to
+    /// Clerk (not JWKS fetches); status as for clerk_request.
+    void clerk_verification(core::token_type type, int status);
+    void cache_lookup(core::cache_result r);  ///< ..._cache_lookups_total{result}
     /// clerk_proxy_clerk_requests_total{status}: an HTTP status, or 0 for a transport error /
     /// timeout (rendered as status="error"); `seconds` goes to the duration histogram.
     void clerk_request(int status, double seconds);
@@ -56,6 +64,9 @@ public:
 private:
     std::array<std::atomic<std::uint64_t>, 600> requests_{};
     std::array<std::atomic<std::uint64_t>, 16> decisions_{};
+    static constexpr std::size_t token_types = 4;
+    std::array<std::array<std::atomic<std::uint64_t>, 16>, token_types> typed_decisions_{};
+    std::array<std::array<std::atomic<std::uint64_t>, 600>, token_types> verifications_{};
     std::array<std::atomic<std::uint64_t>, 4> cache_{};
     std::array<std::atomic<std::uint64_t>, 600> clerk_{};
     std::atomic<std::int64_t> active_{0};

@@ -269,7 +269,7 @@ private:
             ex.token_type = r.id->type;
             d = core::post_authenticate(pre.matched, *r.id);
         }
-        env_.m->auth_decision(d.kind);
+        env_.m->auth_decision(d.kind, ex.token_type);
         co_return d;
     }
 

@@ -179,6 +179,7 @@ auth:
   forward_authorization: true
   clock_skew: 0s
   audience: [mch_self]
+  authorized_parties: ["https://app.example.com"]
 cache:
   max_entries: 1
   ttl: 0s
@@ -256,6 +257,7 @@ threads: 4
     CHECK(c.auth.forward_authorization);
     CHECK(c.auth.clock_skew == 0s);
     CHECK(c.auth.audience == std::vector<std::string>{"mch_self"});
+    CHECK(c.auth.authorized_parties == std::vector<std::string>{"https://app.example.com"});
     CHECK(c.cache.max_entries == 1);
     CHECK(c.cache.ttl == 0s);
     CHECK(c.cache.negative_ttl == 1h);
@@ -723,5 +725,45 @@ TEST_CASE("auth.audience: recipient scoping of JWTs", "[config][load][audience]"
         const auto bad = load(with_base("auth:\n  audience: {a: 1}\n"));
         REQUIRE(bad.errors.size() == 1);
         CHECK(bad.errors[0].key == "auth.audience");
+    }
+}
+
+TEST_CASE("session tokens: keys required, auth.authorized_parties", "[config][load][session]") {
+    const auto warns_parties = [](const load_result& r) {
+        return std::any_of(r.cfg->warnings.begin(), r.cfg->warnings.end(), [](const auto& w) {
+            return w.find("auth.authorized_parties is not set") != std::string::npos;
+        });
+    };
+    SECTION("accepted with a key source and a list: no warning") {
+        const auto r = load(with_base(
+            "  secret_key: sk_test_x\nauth:\n  accepts_token: [session_token]\n"
+            "  authorized_parties: [\"https://a.example.com\", https://b.example.com]\n"));
+        INFO(dump(r.errors));
+        REQUIRE(r.ok());
+        CHECK(r.cfg->auth.authorized_parties ==
+              std::vector<std::string>{"https://a.example.com", "https://b.example.com"});
+        CHECK_FALSE(warns_parties(r));
+    }
+    SECTION("accepted without a list: a warning") {
+        const auto r =
+            load(with_base("  secret_key: sk_test_x\nauth:\n  accepts_token: [session_token]\n"));
+        REQUIRE(r.ok());
+        CHECK(warns_parties(r));
+        CHECK_FALSE(warns_parties(load(base)));  // sessions not accepted
+    }
+    SECTION("accepted with neither clerk.jwt_key nor clerk.secret_key: an error") {
+        const auto r = load(with_base("auth:\n  accepts_token: [m2m_token, session_token]\n"));
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].key == "clerk.jwt_key");
+        CHECK(r.errors[0].problem.find("session_token") != std::string::npos);
+    }
+    SECTION("an empty entry is an error with its line") {
+        const std::string y = with_base(
+            "  secret_key: sk_test_x\nauth:\n  accepts_token: [session_token]\n"
+            "  authorized_parties:\n    - \"${EMPTY}\"\n");
+        const auto r = load(y);
+        REQUIRE(r.errors.size() == 1);
+        CHECK(r.errors[0].key == "auth.authorized_parties");
+        CHECK(r.errors[0].line == line_containing(y, "${EMPTY}"));
     }
 }

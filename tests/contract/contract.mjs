@@ -13,7 +13,7 @@ import path from 'node:path';
 
 const sdkDir = process.env.CLERK_SDK_DIR;
 const require = createRequire(path.join(sdkDir, 'package.json'));
-const { createClerkClient } = require('@clerk/backend');
+const { createClerkClient, verifyToken } = require('@clerk/backend');
 const sdkPackage = JSON.parse(
   fs.readFileSync(path.join(sdkDir, 'node_modules/@clerk/backend/package.json'), 'utf8'));
 
@@ -397,6 +397,68 @@ check('idPOAuthAccessToken.verify -> token with subject, scopes, aud; inactive -
     await knob('POST', 'oauth_tokens/deactivate', { token: made.token });
     const gone = await clientSk.idPOAuthAccessToken.verify(made.token);
     assert.equal(gone.subject, undefined, 'an inactive token has no identity in the SDK');
+  });
+
+// A publishable key for authenticateRequest's non-M2M flows: pk_test_ + base64("<frontend api>$").
+const PK = 'pk_test_' + Buffer.from('clerk.emulated.example$').toString('base64');
+
+check('session token (knob) -> verifyToken: v2 claims, azp checked, M2M category refused', async () => {
+  const user = 'user_2xhFjEI5X2qWRvtV13BzSj8H6Dk';
+  const pem = await knob('GET', 'jwt_public_key');
+  const made = await knob('POST', 'session_tokens', {
+    user_id: user, azp: 'https://app.example.com', org: { id: 'org_1', slug: 'acme', role: 'admin' },
+  });
+  assert.equal(decodeJwtPart(made.token, 0).cat, 'cl_B7d4PD111AAA');
+  const payload = await verifyToken(made.token,
+    { jwtKey: pem, authorizedParties: ['https://app.example.com'] });
+  assert.equal(payload.sub, user);
+  assert.equal(payload.sid, made.session_id);
+  assert.equal(payload.v, 2);
+  assert.deepEqual(payload.o, { id: 'org_1', slg: 'acme', rol: 'admin' });
+  assert.equal(payload.sts, 'active');
+  await assert.rejects(verifyToken(made.token, { jwtKey: pem, authorizedParties: ['https://x.example'] }),
+    /azp/);
+  const v1 = await knob('POST', 'session_tokens', { user_id: user, version: 1, org: { id: 'org_2' } });
+  const p1 = await verifyToken(v1.token, { secretKey: SK, apiUrl });  // JWKS over BAPI
+  assert.equal(p1.org_id, 'org_2');
+  assert.equal(p1.v, undefined);
+  // An M2M JWT is not a session token for the SDK either.
+  const m2m = await clientA.m2m.createToken({ tokenFormat: 'jwt' });
+  await assert.rejects(verifyToken(m2m.token, { jwtKey: pem }), /category/);
+});
+
+check('session token via authenticateRequest(session_token) -> signed-in with orgId; pending -> signed-out',
+  async () => {
+    const user = 'user_2xhFjEI5X2qWRvtV13BzSj8H6Dk';
+    const c = client({ secretKey: SK, publishableKey: PK });
+    const made = await knob('POST', 'session_tokens', { user_id: user, org: { id: 'org_1', role: 'admin' } });
+    const state = await c.authenticateRequest(bearerRequest(made.token), { acceptsToken: 'session_token' });
+    assert.equal(state.status, 'signed-in', state.message);
+    const auth = state.toAuth();
+    assert.equal(auth.userId, user);
+    assert.equal(auth.sessionId, made.session_id);
+    assert.equal(auth.orgId, 'org_1');
+    assert.equal(auth.orgRole, 'org:admin');
+    const pending = await knob('POST', 'session_tokens', { user_id: user, status: 'pending' });
+    const ps = await c.authenticateRequest(bearerRequest(pending.token), { acceptsToken: 'session_token' });
+    assert.equal(ps.toAuth().userId, null, 'a pending session is signed out by default');
+  });
+
+check('OAuth access token in JWT format (knob) -> authenticateRequest(oauth_token) verifies it locally',
+  async () => {
+    const user = 'user_2xhFjEI5X2qWRvtV13BzSj8H6Dk';
+    const made = await knob('POST', 'oauth_tokens',
+      { format: 'jwt', subject: user, scopes: ['read', 'write'], aud: ['svc'], client_id: 'client_1' });
+    assert.equal(decodeJwtPart(made.token, 0).typ, 'at+jwt');
+    await knob('POST', 'reset_stats');
+    const c = client({ secretKey: SK, publishableKey: PK });
+    const state = await c.authenticateRequest(bearerRequest(made.token), { acceptsToken: 'oauth_token' });
+    assert.equal(state.status, 'signed-in', state.message);
+    const auth = state.toAuth();
+    assert.equal(auth.userId, user);
+    assert.equal(auth.clientId, 'client_1');
+    assert.deepEqual(auth.scopes, ['read', 'write']);
+    assert.equal((await knob('GET', 'stats')).verify_calls, 0, 'verified locally');
   });
 
 check('machines API: create, scope, secret key', async () => {

@@ -125,9 +125,24 @@ const jwt_signer::key* jwt_signer::find(std::string_view kid) const {
 }
 
 std::string jwt_signer::sign(const nlohmann::json& payload) const {
+    return sign(payload, nlohmann::json::object());
+}
+
+std::string jwt_signer::sign(const nlohmann::json& payload,
+                             const nlohmann::json& header_changes) const {
     const key& k = keys_.back();
-    const nlohmann::json header = {
+    nlohmann::json header = {
         {"alg", "RS256"}, {"typ", "JWT"}, {"kid", k.kid}, {"cat", "cl_B7d4PD333AAA"}};
+    for (const auto& [name, value] : header_changes.items()) {
+        if (name == "alg" || name == "kid") {
+            continue;
+        }
+        if (value.is_null()) {
+            header.erase(name);
+        } else {
+            header[name] = value;
+        }
+    }
     const std::string input =
         base64url_encode(header.dump()) + "." + base64url_encode(payload.dump());
 

@@ -37,6 +37,9 @@ public:
     /// Signs `payload` with the current key. Header:
     /// `{"alg":"RS256","typ":"JWT","kid":"ins_...","cat":"cl_B7d4PD333AAA"}`.
     std::string sign(const nlohmann::json& payload) const;
+    /// Signs `payload` with the current key; `header` members replace the default header's
+    /// (alg and kid stay), a null member removes one: e.g. `{"typ":"at+jwt","cat":null}`.
+    std::string sign(const nlohmann::json& payload, const nlohmann::json& header) const;
 
     /// A JWT whose signature verified against one of our keys (claims are NOT checked here).
     struct verified {

@@ -164,6 +164,9 @@ api_response router::knobs(context& ctx) {
     if (p.size() >= 2 && post && (name == "api_keys" || name == "oauth_tokens")) {
         return knob_other(ctx, body);
     }
+    if (p.size() == 2 && post && name == "session_tokens") {
+        return knob_session_token(ctx, body);
+    }
     if (p.size() == 2 && post && name == "rotate_jwks") {
         state_.dirty = true;  // the keys are part of --state-file
         return json_response(200, {{"kid", signer_.rotate()}});

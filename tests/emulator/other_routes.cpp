@@ -7,6 +7,11 @@
 //   POST /__emulator/oauth_tokens  {"subject", "scopes"?, "client_id"?, "aud"?, "expiration_ms"?}
 //        -> 201 {"token": "oat_…", "id": "oat_…"}
 //   POST /__emulator/oauth_tokens/deactivate  {"token"}   (verify then answers {"active": false})
+//   POST /__emulator/oauth_tokens  {"format": "jwt", "subject", "scopes"?, "client_id"?, "aud"?,
+//        "expiration_ms"?}  -> 201 {"token": "<JWT, typ at+jwt>", "id": "oat_…"}  (stateless)
+//   POST /__emulator/session_tokens  {"user_id", "session_id"?, "azp"?, "status"?, "version"?
+//        (2, or 1), "org"? {"id", "slug"?, "role"?}, "claims"? {custom}, "expiration_ms"?}
+//        -> 201 {"token": "<JWT, cat cl_B7d4PD111AAA>", "session_id"}  (stateless)
 
 #include "tests/emulator/random_ids.hpp"
 #include "tests/emulator/router.hpp"
@@ -82,6 +87,9 @@ api_response router::knob_other(context& ctx, const json& body) {
     if (!body.contains("subject") || !body["subject"].is_string()) {
         return error_response(400, "form_param_missing", "is missing", "subject is missing");
     }
+    if (oauth && body.value("format", std::string("opaque")) == "jwt") {
+        return oauth_jwt(ctx, body);
+    }
     const std::string id = (oauth ? "oat_" : "ak_") + random_hex(32);
     const std::string secret = oauth ? id : "ak_" + random_hex(32);
     json b;
@@ -120,6 +128,80 @@ api_response router::knob_other(context& ctx, const json& body) {
     }
     state_.other_tokens[secret] = other_token{oauth, false, b};
     return json_response(201, {{oauth ? "token" : "secret", secret}, {"id", id}});
+}
+
+namespace {
+
+// exp for a stateless JWT: expiration_ms when given, else now + `default_s`.
+std::int64_t jwt_exp_seconds(const json& body, std::int64_t now_ms, std::int64_t default_s) {
+    if (body.contains("expiration_ms") && body["expiration_ms"].is_number()) {
+        return body["expiration_ms"].get<std::int64_t>() / 1000;
+    }
+    return now_ms / 1000 + default_s;
+}
+
+}  // namespace
+
+// An OAuth access token in JWT format as Clerk mints it (RFC 9068 typ, clerk-protocol.md §4.3).
+api_response router::oauth_jwt(context& ctx, const json& body) {
+    const std::string id = "oat_" + random_hex(32);
+    const std::int64_t iat = ctx.now / 1000;
+    json payload = {{"iss", "https://clerk.emulated"},
+                    {"sub", body["subject"]},
+                    {"client_id", body.value("client_id", std::string("client_emulated"))},
+                    {"scp", body.value("scopes", json::array())},
+                    {"jti", id},
+                    {"iat", iat},
+                    {"nbf", iat},
+                    {"exp", jwt_exp_seconds(body, ctx.now, 3600)}};
+    if (body.contains("aud")) {
+        payload["aud"] = body["aud"];
+    }
+    const std::string token = signer_.sign(payload, {{"typ", "at+jwt"}, {"cat", nullptr}});
+    return json_response(201, {{"token", token}, {"id", id}});
+}
+
+// A session token as Clerk's frontend API mints it (clerk-protocol.md §4.4), claims version 2
+// (organization in `o`) unless "version": 1 asks for the org_* claims.
+api_response router::knob_session_token(context& ctx, const json& body) {
+    if (!body.contains("user_id") || !body["user_id"].is_string()) {
+        return error_response(400, "form_param_missing", "is missing", "user_id is missing");
+    }
+    const std::string sid = body.contains("session_id") && body["session_id"].is_string()
+                                ? body["session_id"].get<std::string>()
+                                : "sess_" + random_hex(27);
+    const std::int64_t iat = ctx.now / 1000;
+    json payload =
+        body.contains("claims") && body["claims"].is_object() ? body["claims"] : json::object();
+    payload["iss"] = "https://clerk.emulated";
+    payload["sub"] = body["user_id"];
+    payload["sid"] = sid;
+    payload["sts"] = body.value("status", std::string("active"));
+    payload["iat"] = iat;
+    payload["nbf"] = iat;
+    payload["exp"] = jwt_exp_seconds(body, ctx.now, 60);
+    payload["fva"] = json::array({0, -1});
+    if (body.contains("azp") && body["azp"].is_string()) {
+        payload["azp"] = body["azp"];
+    }
+    const int version = body.value("version", 2);
+    if (version == 2) {
+        payload["v"] = 2;
+    }
+    if (body.contains("org") && body["org"].is_object()) {
+        const json& org = body["org"];
+        if (version == 2) {
+            payload["o"] = {{"id", org.value("id", std::string())},
+                            {"slg", org.value("slug", std::string())},
+                            {"rol", org.value("role", std::string("member"))}};
+        } else {
+            payload["org_id"] = org.value("id", std::string());
+            payload["org_slug"] = org.value("slug", std::string());
+            payload["org_role"] = "org:" + org.value("role", std::string("member"));
+        }
+    }
+    const std::string token = signer_.sign(payload, {{"cat", "cl_B7d4PD111AAA"}});
+    return json_response(201, {{"token", token}, {"session_id", sid}});
 }
 
 }  // namespace clerk::emulator

@@ -86,6 +86,10 @@ private:
     api_response verify_other(context& ctx);
     /// /__emulator/api_keys, /__emulator/oauth_tokens and their revoke/deactivate knobs.
     api_response knob_other(context& ctx, const nlohmann::json& body);
+    /// /__emulator/oauth_tokens with "format": "jwt" (other_routes.cpp).
+    api_response oauth_jwt(context& ctx, const nlohmann::json& body);
+    /// /__emulator/session_tokens (other_routes.cpp).
+    api_response knob_session_token(context& ctx, const nlohmann::json& body);
     api_response revoke(context& ctx);
     api_response list(context& ctx);
     api_response jwks(context& ctx);

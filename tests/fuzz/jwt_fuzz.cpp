@@ -7,11 +7,13 @@
 // signed with the fuzz key, and verified. That reaches the claim rules behind the signature
 // check; an accepted token must satisfy the identity invariants (its audience is exactly the
 // signed `aud`, and auth.audience's overlap rule holds), and the same token with one
-// signature bit flipped must be refused.
+// signature bit flipped must be refused. The signed bytes are also verified as an OAuth access
+// token and as a session token: what passes keeps the invariants of its kind, and no token
+// passes as two kinds.
 //
 // Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined -I. -Itests
-//        tests/fuzz/jwt_fuzz.cpp core/jwt.cpp core/jwk.cpp core/base64url.cpp core/identity.cpp
-//        -lcrypto
+//        tests/fuzz/jwt_fuzz.cpp core/jwt.cpp core/jwt_claims.cpp core/jwk.cpp core/base64url.cpp
+//        core/identity.cpp -lcrypto
 #include "core/jwt.hpp"
 
 #include "fakes/jwt_minter.hpp"
@@ -119,6 +121,32 @@ void signed_path(std::string_view rest) {
         c = c == 'A' ? 'B' : 'A';
         require(!verify_m2m_jwt(forged, *fx().jwks, now, skew).ok);
     }
+    // The same signed bytes as an OAuth access token and as a session token (the header decides
+    // which, if either, can pass): invariants of every accepted identity.
+    for (const auto kind :
+         {clerk::core::token_type::oauth_token, clerk::core::token_type::session_token}) {
+        const auto k = clerk::core::verify_jwt(token, kind, *fx().jwks, now, skew);
+        require(k.ok == (k.id != nullptr));
+        require(k.ok == k.reason.empty());
+        if (!k.ok) {
+            continue;
+        }
+        const auto& id = *k.id;
+        require(id.type == kind);
+        require(!id.subject.empty());
+        require(id.expires_at_ms.has_value() && *id.expires_at_ms > (now_s - 5) * 1000);
+        require(id.claims.is_null() ? id.claims_compact.empty() : id.claims.is_object());
+        require(header_safe(id.claims_compact));
+        require(id.claims.is_null() || !id.claims.contains("sub"));
+        const bool session = kind == clerk::core::token_type::session_token;
+        require(id.audience.has_value() != session);
+        require(id.authorized_party.has_value() == session);
+        require(!r.ok);  // one header cannot pass as two kinds
+        std::string forged = token;
+        char& c = forged[forged.size() - 2];
+        c = c == 'A' ? 'B' : 'A';
+        require(!clerk::core::verify_jwt(forged, kind, *fx().jwks, now, skew).ok);
+    }
 }
 
 }  // namespace
@@ -129,6 +157,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // (1) Arbitrary bytes as a token: never accepted.
     require(!verify_m2m_jwt(input, *fx().jwks, now, skew).ok);
     require(!verify_m2m_jwt(input, *fx().pem, now, skew).ok);
+    require(!clerk::core::verify_jwt(input, clerk::core::token_type::session_token, *fx().pem, now,
+                                     skew)
+                 .ok);
 
     // (2) and (3): key import must not crash or leak, whatever it is given.
     std::string error;

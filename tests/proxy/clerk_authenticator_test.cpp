@@ -335,23 +335,24 @@ TEST_CASE("without stale_if_error an outage is a 503 even for known tokens",
     CHECK(f.check("mt_known").decision.kind == core::decision_kind::auth_unavailable);
 }
 
-TEST_CASE("unsupported token types fail closed without a call", "[clerk_authenticator]") {
+TEST_CASE("impossible classes and JWTs without keys fail closed without a call",
+          "[clerk_authenticator]") {
     fixture f;
     f.clerk->script = {reply(200, token_json("mt_1"))};
-    for (auto cls :
-         {core::token_class{core::token_type::oauth_token, core::token_format::jwt},
-          core::token_class{core::token_type::session_token, core::token_format::jwt},
-          core::token_class{core::token_type::session_token, core::token_format::opaque}}) {
+    for (auto cls : {core::token_class{core::token_type::session_token, core::token_format::opaque},
+                     core::token_class{core::token_type::api_key, core::token_format::jwt}}) {
         auto r = f.check("x.y.z", cls);
         CHECK(r.decision.kind == core::decision_kind::invalid_token);
-        CHECK(r.decision.reason == "token_type_not_supported");
+        CHECK(r.decision.reason == "malformed");
         CHECK_FALSE(r.cache);
     }
-    // No clerk.jwt_key and no clerk.secret_key: M2M JWTs cannot be verified.
-    auto jwt =
-        f.check("a.b.c", core::token_class{core::token_type::m2m_token, core::token_format::jwt});
-    CHECK(jwt.decision.kind == core::decision_kind::invalid_token);
-    CHECK(jwt.decision.reason == "jwt_not_supported");
+    // No clerk.jwt_key and no clerk.secret_key: no JWT of any type can be verified.
+    for (auto type : {core::token_type::m2m_token, core::token_type::oauth_token,
+                      core::token_type::session_token}) {
+        auto jwt = f.check("a.b.c", core::token_class{type, core::token_format::jwt});
+        CHECK(jwt.decision.kind == core::decision_kind::invalid_token);
+        CHECK(jwt.decision.reason == "jwt_not_supported");
+    }
     CHECK(f.clerk->calls == 0);
 }
 

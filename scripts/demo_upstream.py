@@ -32,4 +32,7 @@ class Echo(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
-    ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Echo)
+    # Port 0 picks a free port: say which (tests/deploy/image_check.py reads it).
+    print(f"demo upstream listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what clerk-m2m-proxy needs on Debian bookworm. Idempotent: packages already present
 # are skipped, so a second run costs a second or two.
-#   scripts/install-deps.sh [build] [test] [bench] [fuzz]     (default: build)
+#   scripts/install-deps.sh [build] [test] [bench] [fuzz] [image]     (default: build)
 set -euo pipefail
 
 groups=("$@")
@@ -16,7 +16,8 @@ for g in "${groups[@]}"; do
                   redis-server) ;;
     bench) want+=(wrk nginx-light curl util-linux procps time strace gcc) ;;
     fuzz)  want+=(clang libclang-rt-14-dev) ;;
-    *) echo "install-deps: unknown group '$g' (build|test|bench|fuzz)" >&2; exit 2 ;;
+    image) want+=(podman runc debootstrap gzip) ;;  # scripts/test-image.sh
+    *) echo "install-deps: unknown group '$g' (build|test|bench|fuzz|image)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what is missing, checks style and layering,
-# builds, and runs every test with ctest — the Release build first, then under ASan+UBSan, then
-# the concurrency-heavy tests under TSan (scripts/test-tsan.sh), then the fuzz targets.
-# Ends with one line per step and its wall time, so every CI log shows where the time goes.
-#   CLERK_SKIP_SANITIZERS=1  CLERK_SKIP_FUZZ=1  CLERK_FUZZ_SECONDS=N (default 30)
+# builds, and runs every test with ctest — the Release build first, then the container image
+# (scripts/test-image.sh: podman builds docker/Dockerfile and runs it with traffic), then under
+# ASan+UBSan, then the concurrency-heavy tests under TSan (scripts/test-tsan.sh), then the fuzz
+# targets. Ends with one line per step and its wall time, so every CI log shows where the time
+# goes.
+#   CLERK_SKIP_SANITIZERS=1  CLERK_SKIP_FUZZ=1  CLERK_SKIP_IMAGE=1  CLERK_FUZZ_SECONDS=N (30)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -66,6 +68,11 @@ step "build (release)"
 scripts/build.sh release
 step "test (release)"
 ctest --test-dir build/release --output-on-failure -j "$jobs" --timeout 300
+
+if [ "${CLERK_SKIP_IMAGE:-0}" != 1 ]; then
+  step "image (podman: build docker/Dockerfile, run it with traffic)"
+  scripts/test-image.sh
+fi
 
 if [ "${CLERK_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (asan+ubsan)"

@@ -11,6 +11,8 @@
   /readyz on the admin port, terminationGracePeriodSeconds > preStop sleep + drain_timeout,
   the securityContext is locked down, resources are set, the config is mounted without subPath;
 - every .Values.x.y a chart template references exists in values.yaml;
+- every Kubernetes object (manifests, rendered chart variants) against the official Kubernetes
+  OpenAPI schemas, with the `kubernetes-models` npm package (installed once into a cache dir);
 - docker/Dockerfile: the runtime stage installs exactly the Debian packages that own the
   libraries `ldd` reports for the built binary (plus ca-certificates), and the rest of the
   image contract (non-root numeric USER, EXPOSE 8080 9901, no HEALTHCHECK, ENTRYPOINT).
@@ -649,11 +651,17 @@ def check_deployment(where, dep, configmaps, secrets, services):
                         f"port {lport}")
 
 
+# Every Kubernetes object checked here (manifests and rendered chart variants), for the schema
+# section: [(where, object)].
+SCHEMA_OBJECTS = []
+
+
 def check_manifest_set(where, docs, services=None):
     by_kind = {}
     for d in docs:
         if isinstance(d, dict) and d.get("kind"):
             by_kind.setdefault(d["kind"], []).append(d)
+            SCHEMA_OBJECTS.append((where, d))
     cms = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
     secrets = {d["metadata"]["name"]: d for d in by_kind.get("Secret", [])}
     for d in by_kind.get("Deployment", []):
@@ -1004,6 +1012,69 @@ def section_dockerfile():
                 ".dockerignore", "ignores .git, build dirs and node_modules")
 
 
+K8S_MODELS_VERSION = "5.1.0"
+
+
+def k8s_models_dir():
+    """kubernetes-models, installed once per cache directory (like the contract test's SDK)."""
+    cache = os.environ.get("CLERK_K8S_MODELS_CACHE") or os.path.join(
+        os.environ.get("HOME") or tempfile.gettempdir(), ".cache", "clerk-m2m-proxy", "k8s-models")
+    pkg = os.path.join(cache, "node_modules", "kubernetes-models")
+    try:
+        import json as _json
+        with open(os.path.join(pkg, "package.json")) as f:
+            if _json.load(f).get("version") == K8S_MODELS_VERSION:
+                return pkg
+    except (OSError, ValueError):
+        pass
+    os.makedirs(cache, exist_ok=True)
+    if not os.path.exists(os.path.join(cache, "package.json")):
+        with open(os.path.join(cache, "package.json"), "w") as f:
+            f.write('{"name":"clerk-m2m-proxy-k8s-models","private":true}\n')
+    subprocess.run(["npm", "install", "--prefix", cache, "--no-audit", "--no-fund",
+                    "--loglevel=error", f"kubernetes-models@{K8S_MODELS_VERSION}"],
+                   check=True, capture_output=True, text=True, timeout=600)
+    return pkg
+
+
+def section_schemas():
+    """Every manifest and rendered chart object against the Kubernetes OpenAPI schemas
+    (kubernetes-models), plus a known-bad object that must be refused (the validator is live)."""
+    import json as _json
+    where = "kubernetes schemas (kubernetes-models %s)" % K8S_MODELS_VERSION
+    try:
+        models = k8s_models_dir()
+    except (OSError, subprocess.SubprocessError) as e:
+        R.fail(where, f"cannot install kubernetes-models (npm): {e}")
+        return
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}},
+                                 "spec": {"containers": [{"name": "c", "image": "i",
+                                                          "ports": [{"containerPort": "8080"}]}]}}}}
+    items = [{"where": w, "object": o} for w, o in SCHEMA_OBJECTS]
+    items.append({"where": "self-test", "object": bad})
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        _json.dump(items, f)
+        path = f.name
+    try:
+        p = subprocess.run(["node", os.path.join(SRC, "tests", "deploy", "k8s_schema.mjs"), models,
+                            path], capture_output=True, text=True, timeout=300)
+    finally:
+        os.unlink(path)
+    lines = [_json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    if not R.check(p.returncode == 0 and len(lines) == len(items), where, "validator ran",
+                   f"validator failed: {p.stderr[-2000:]}"):
+        return
+    for line in lines:
+        if line["where"] == "self-test":
+            R.check(not line["ok"], where, "refuses a Deployment with a string containerPort",
+                    "accepted a Deployment with a string containerPort: the validator is not live")
+        else:
+            R.check(line["ok"], line["where"], f"{line['kind']} matches the Kubernetes schema",
+                    f"{line['kind']} does not match the Kubernetes schema: {line.get('error')}")
+
+
 def dpkg_owner(lib):
     cands = [lib, os.path.realpath(lib)]
     for c in list(cands):
@@ -1032,7 +1103,7 @@ def main():
         R.fail(BIN, "proxy binary not found or not executable")
     else:
         for section in (section_examples, section_gateways, section_kubernetes, section_helm,
-                        section_dockerfile):
+                        section_dockerfile, section_schemas):
             try:
                 section()
             except Exception as e:  # a crash in one section must not hide the others

@@ -55,30 +55,50 @@ std::string encode_bytes(const unsigned char* p, std::size_t n) {
 
 std::optional<std::string> base64url_decode(std::string_view in) {
     // A final group of one character carries only 6 bits: never a whole byte.
-    if (in.size() % 4 == 1) {
+    const std::size_t rest = in.size() % 4;
+    if (rest == 1) {
         return std::nullopt;
     }
-    std::string out;
-    out.reserve(in.size() / 4 * 3 + 2);
-
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (const char c : in) {
-        const std::uint8_t v = reverse[static_cast<unsigned char>(c)];
-        if (v == invalid) {
+    const std::size_t quads = in.size() / 4;
+    std::string out(quads * 3 + (rest == 0 ? 0 : rest - 1), '\0');
+    const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+    auto* o = reinterpret_cast<unsigned char*>(out.data());
+    // Whole groups of four characters: three bytes each. `bad` collects the invalid markers
+    // (0xFF) so the loop has a single test at its end.
+    std::uint32_t bad = 0;
+    for (std::size_t q = 0; q < quads; ++q, p += 4, o += 3) {
+        const std::uint32_t a = reverse[p[0]];
+        const std::uint32_t b = reverse[p[1]];
+        const std::uint32_t c = reverse[p[2]];
+        const std::uint32_t d = reverse[p[3]];
+        bad |= a | b | c | d;
+        const std::uint32_t v = (a << 18) | (b << 12) | (c << 6) | d;
+        o[0] = static_cast<unsigned char>(v >> 16);
+        o[1] = static_cast<unsigned char>(v >> 8);
+        o[2] = static_cast<unsigned char>(v);
+    }
+    if ((bad & 0xC0U) != 0) {  // only `invalid` (0xFF) has the high bits set
+        return std::nullopt;
+    }
+    // The final 2 or 3 characters: 1 or 2 bytes, and unused trailing bits (4 or 2) must be zero
+    // ("QQ" is "A", "QR" is refused: RFC 4648 §3.5).
+    if (rest != 0) {
+        const std::uint32_t a = reverse[p[0]];
+        const std::uint32_t b = reverse[p[1]];
+        const std::uint32_t c = rest == 3 ? reverse[p[2]] : 0;
+        if (((a | b | c) & 0xC0U) != 0) {
             return std::nullopt;
         }
-        acc = (acc << 6) | v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+        const std::uint32_t v = (a << 18) | (b << 12) | (c << 6);
+        o[0] = static_cast<unsigned char>(v >> 16);
+        if (rest == 3) {
+            o[1] = static_cast<unsigned char>(v >> 8);
+            if ((v & 0xFFU) != 0) {
+                return std::nullopt;
+            }
+        } else if ((v & 0xFFFFU) != 0) {
+            return std::nullopt;
         }
-        acc &= (1U << bits) - 1U;  // keep only the undecoded low bits
-    }
-    // Unused trailing bits (2 or 4) must be zero: "QQ" is "A", "QR" is refused (RFC 4648 §3.5).
-    if (acc != 0) {
-        return std::nullopt;
     }
     return out;
 }

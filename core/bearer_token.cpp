@@ -91,17 +91,94 @@ struct jwt_peek {
     bool access_token_typ = false;  ///< header.typ is "at+jwt" or "application/at+jwt"
 };
 
-std::optional<nlohmann::json> decode_json_object(std::string_view segment) {
+/// Reads one member of a JSON object without building it: validates the whole text (strict
+/// JSON, as nlohmann::json::parse) and records the top-level member `name` when its value is a
+/// string (the last occurrence wins, as in a parsed object). No DOM, no allocation per member.
+class member_reader : public nlohmann::json_sax<nlohmann::json> {
+public:
+    explicit member_reader(std::string_view name) : name_(name) {}
+
+    bool is_object() const { return top_object_; }
+    /// The member's value when it is a string; nullopt when absent or of another type.
+    const std::optional<std::string>& value() const { return value_; }
+
+    bool null() override { return scalar(); }
+    bool boolean(bool) override { return scalar(); }
+    bool number_integer(number_integer_t) override { return scalar(); }
+    bool number_unsigned(number_unsigned_t) override { return scalar(); }
+    bool number_float(number_float_t, const string_t&) override { return scalar(); }
+    bool binary(binary_t&) override { return scalar(); }
+    bool string(string_t& s) override {
+        if (depth_ == 1 && wanted_) {
+            value_ = std::move(s);
+        }
+        wanted_ = false;
+        return true;
+    }
+    bool start_object(std::size_t) override {
+        if (depth_ == 0) {
+            top_object_ = true;
+        }
+        return nested();
+    }
+    bool end_object() override {
+        --depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override { return nested(); }
+    bool end_array() override {
+        --depth_;
+        return true;
+    }
+    bool key(string_t& k) override {
+        wanted_ = depth_ == 1 && k == name_;
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+        failed_ = true;
+        return false;
+    }
+    bool failed() const { return failed_; }
+
+private:
+    bool scalar() {
+        if (depth_ == 1 && wanted_) {
+            value_.reset();  // present, but not a string
+        }
+        wanted_ = false;
+        return true;
+    }
+    bool nested() {
+        if (depth_ == 1 && wanted_) {
+            value_.reset();
+        }
+        wanted_ = false;
+        ++depth_;
+        return true;
+    }
+
+    std::string_view name_;
+    std::size_t depth_ = 0;
+    bool wanted_ = false;
+    bool top_object_ = false;
+    bool failed_ = false;
+    std::optional<std::string> value_;
+};
+
+/// The string value of member `name` of the JSON object that `segment` (base64url) encodes:
+/// nullopt (outer) when the segment is not base64url of a JSON object.
+std::optional<std::optional<std::string>> read_member(std::string_view segment,
+                                                      std::string_view name) {
     auto bytes = base64url_decode(segment);
     if (!bytes) {
         return std::nullopt;
     }
-    // No exceptions for bad input: a parse error yields a "discarded" value.
-    auto j = nlohmann::json::parse(*bytes, nullptr, false);
-    if (!j.is_object()) {
+    member_reader reader(name);
+    const bool ok = nlohmann::json::sax_parse(*bytes, &reader);
+    if (!ok || reader.failed() || !reader.is_object()) {
         return std::nullopt;
     }
-    return j;
+    return reader.value();
 }
 
 /// nullopt unless `t` is JWT-shaped with a header and payload that are base64url JSON objects.
@@ -111,22 +188,17 @@ std::optional<jwt_peek> peek_jwt(std::string_view t) {
     }
     const auto dot1 = t.find('.');
     const auto dot2 = t.find('.', dot1 + 1);
-    const auto header = decode_json_object(t.substr(0, dot1));
-    if (!header) {
+    const auto typ = read_member(t.substr(0, dot1), "typ");
+    if (!typ) {
         return std::nullopt;
     }
-    const auto payload = decode_json_object(t.substr(dot1 + 1, dot2 - dot1 - 1));
-    if (!payload) {
+    const auto sub = read_member(t.substr(dot1 + 1, dot2 - dot1 - 1), "sub");
+    if (!sub) {
         return std::nullopt;
     }
     jwt_peek peek;
-    if (const auto sub = payload->find("sub"); sub != payload->end() && sub->is_string()) {
-        peek.machine_subject = sub->get_ref<const std::string&>().starts_with("mch_");
-    }
-    if (const auto typ = header->find("typ"); typ != header->end() && typ->is_string()) {
-        const auto& s = typ->get_ref<const std::string&>();
-        peek.access_token_typ = s == "at+jwt" || s == "application/at+jwt";
-    }
+    peek.machine_subject = *sub && (*sub)->starts_with("mch_");
+    peek.access_token_typ = *typ && (**typ == "at+jwt" || **typ == "application/at+jwt");
     return peek;
 }
 

@@ -1,7 +1,9 @@
 #include "core/bearer_token.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -198,3 +200,96 @@ TEST_CASE("classify_token refuses oversized input", "[bearer]") {
 #undef P_STRING
 #undef P_BADUTF8
 #undef SIG
+
+namespace {
+
+std::string b64url(std::string_view bytes) {
+    static constexpr std::string_view abc =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (const unsigned char c : bytes) {
+        acc = (acc << 8) | c;
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out.push_back(abc[(acc >> bits) & 0x3F]);
+        }
+    }
+    if (bits > 0) {
+        out.push_back(abc[(acc << (6 - bits)) & 0x3F]);
+    }
+    return out;
+}
+
+// The DOM reading of a JWT's class (what classify_token did before it read members with a SAX
+// parser): the oracle for JWT-shaped input.
+classify_status oracle(std::string_view header, std::string_view payload, token_type& type) {
+    const auto h = nlohmann::json::parse(header, nullptr, false);
+    const auto p = nlohmann::json::parse(payload, nullptr, false);
+    if (!h.is_object() || !p.is_object()) {
+        return classify_status::malformed;
+    }
+    const auto sub = p.find("sub");
+    const auto typ = h.find("typ");
+    if (sub != p.end() && sub->is_string() &&
+        sub->get_ref<const std::string&>().starts_with("mch_")) {
+        type = token_type::m2m_token;
+    } else if (typ != h.end() && typ->is_string() &&
+               (*typ == "at+jwt" || *typ == "application/at+jwt")) {
+        type = token_type::oauth_token;
+    } else {
+        type = token_type::session_token;
+    }
+    return classify_status::ok;
+}
+
+}  // namespace
+
+TEST_CASE("classify_token reads JWT members like a parsed object", "[bearer][jwt]") {
+    const std::vector<std::string> headers = {
+        R"({"alg":"RS256"})",
+        R"({"alg":"RS256","typ":"at+jwt"})",
+        R"({"typ":"application/at+jwt"})",
+        R"({"typ":"JWT","typ":"at+jwt"})",
+        R"({"typ":"at+jwt","typ":"JWT"})",
+        R"({"typ":["at+jwt"]})",
+        R"({"x":{"typ":"at+jwt"}})",
+        R"({"typ":null})",
+        R"([{"typ":"at+jwt"}])",
+        R"({"typ":"at+jwt"} x)",
+        R"("at+jwt")",
+        R"({"typ":"at+jwt",})",
+        "{\"typ\":\"\xff\"}",
+        R"({})",
+    };
+    const std::vector<std::string> payloads = {
+        R"({"sub":"mch_1"})",
+        R"({"sub":"user_1"})",
+        R"({"sub":"mch_1","sub":"user_1"})",
+        R"({"sub":"user_1","sub":"mch_1"})",
+        R"({"sub":"mch_1","sub":7})",
+        R"({"sub":7,"sub":"mch_1"})",
+        R"({"sub":{"sub":"mch_1"}})",
+        R"({"a":[{"sub":"mch_1"}],"b":1})",
+        R"({"sub":["mch_1"]})",
+        R"({"sub":"mch_1")",
+        R"(null)",
+        R"({"sub":"mch\u005f1"})",
+        R"({})",
+    };
+    for (const auto& h : headers) {
+        for (const auto& p : payloads) {
+            INFO(h << " . " << p);
+            token_type want = token_type::session_token;
+            const auto status = oracle(h, p, want);
+            const auto got = classify_token(b64url(h) + "." + b64url(p) + ".c2ln");
+            REQUIRE(got.status == status);
+            if (status == classify_status::ok) {
+                CHECK(got.cls.type == want);
+                CHECK(got.cls.format == token_format::jwt);
+            }
+        }
+    }
+}

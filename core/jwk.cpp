@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cctype>
 #include <utility>
 
@@ -167,8 +168,64 @@ bool is_allowed_jwt_alg(std::string_view alg) noexcept {
     return digest_for(alg) != nullptr;
 }
 
+struct jwk::prepared {
+    std::array<EVP_MD_CTX*, 3> ctx{};  ///< RS256, RS384, RS512 (nullptr: not prepared)
+    prepared() = default;
+    prepared(const prepared&) = delete;
+    prepared& operator=(const prepared&) = delete;
+    ~prepared() {
+        for (EVP_MD_CTX* c : ctx) {
+            EVP_MD_CTX_free(c);
+        }
+    }
+};
+
+namespace {
+
+// Index into jwk::prepared::ctx, or -1.
+int prepared_index(std::string_view alg) noexcept {
+    if (alg == "RS256") {
+        return 0;
+    }
+    if (alg == "RS384") {
+        return 1;
+    }
+    return alg == "RS512" ? 2 : -1;
+}
+
+// DigestVerifyInit with PKCS#1 v1.5 padding; false (error queue cleared) on any failure.
+bool init_verify(EVP_MD_CTX* ctx, const EVP_MD* md, EVP_PKEY* key) noexcept {
+    EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+    if (EVP_DigestVerifyInit(ctx, &pctx, md, nullptr, key) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1) {
+        ERR_clear_error();
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 jwk::jwk(std::string kid, std::string alg, evp_pkey_ptr key) noexcept
-    : kid_(std::move(kid)), alg_(std::move(alg)), key_(std::move(key)) {}
+    : kid_(std::move(kid)), alg_(std::move(alg)), key_(std::move(key)) {
+    if (!key_) {
+        return;
+    }
+    try {
+        auto p = std::make_shared<prepared>();
+        for (const char* name : {"RS256", "RS384", "RS512"}) {
+            EVP_MD_CTX* c = EVP_MD_CTX_new();
+            if (c != nullptr && !init_verify(c, digest_for(name), key_.get())) {
+                EVP_MD_CTX_free(c);
+                c = nullptr;
+            }
+            p->ctx[static_cast<std::size_t>(prepared_index(name))] = c;
+        }
+        prepared_ = std::move(p);
+    } catch (...) {
+        prepared_.reset();  // out of memory: every verification takes the slow path
+    }
+}
 
 int jwk::bits() const noexcept {
     return key_ ? EVP_PKEY_get_bits(key_.get()) : 0;
@@ -275,10 +332,13 @@ bool jwk::verify(std::string_view alg, std::string_view signing_input,
         return false;
     }
     const std::unique_ptr<EVP_MD_CTX, md_ctx_deleter> ctx(EVP_MD_CTX_new());
-    EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+    const int index = prepared_index(alg);
+    const EVP_MD_CTX* tmpl =
+        prepared_ && index >= 0 ? prepared_->ctx[static_cast<std::size_t>(index)] : nullptr;
+    const bool ready = ctx && (tmpl != nullptr ? EVP_MD_CTX_copy_ex(ctx.get(), tmpl) == 1
+                                               : init_verify(ctx.get(), md, key_.get()));
     const bool ok =
-        ctx && EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, key_.get()) == 1 &&
-        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
+        ready &&
         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                          signature.size(),
                          reinterpret_cast<const unsigned char*>(signing_input.data()),

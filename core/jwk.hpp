@@ -26,7 +26,8 @@ inline constexpr int jwk_max_rsa_bits = 8192;
 ///
 /// @par Thread Safety
 /// Immutable after construction; verify() may be called concurrently from any thread (each call
-/// uses its own EVP_MD_CTX; OpenSSL 3 allows sharing an EVP_PKEY read-only).
+/// uses its own EVP_MD_CTX, copied from a template prepared at construction: EVP_MD_CTX_copy_ex
+/// reads its source through a const pointer, which openssl-threads(7) allows concurrently).
 class jwk {
 public:
     jwk(std::string kid, std::string alg, evp_pkey_ptr key) noexcept;
@@ -53,10 +54,16 @@ public:
     bool verify(std::string_view alg, std::string_view signing_input,
                 std::string_view signature) const noexcept;
 
+    /// Verification contexts for RS256, RS384 and RS512, initialized once with this key and
+    /// PKCS#1 v1.5 padding: a verification copies one instead of initializing its own, which
+    /// costs OpenSSL 3 a method fetch and a key export each time.
+    struct prepared;
+
 private:
     std::string kid_;
     std::string alg_;
     evp_pkey_ptr key_;
+    std::shared_ptr<const prepared> prepared_;  ///< nullptr if preparing failed: slow path
 };
 
 /// True for "RS256", "RS384" and "RS512": the only algorithms accepted (DESIGN.md §4).

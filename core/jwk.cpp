@@ -338,11 +338,10 @@ bool jwk::verify(std::string_view alg, std::string_view signing_input,
     const bool ready = ctx && (tmpl != nullptr ? EVP_MD_CTX_copy_ex(ctx.get(), tmpl) == 1
                                                : init_verify(ctx.get(), md, key_.get()));
     const bool ok =
-        ready &&
-        EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                         signature.size(),
-                         reinterpret_cast<const unsigned char*>(signing_input.data()),
-                         signing_input.size()) == 1;
+        ready && EVP_DigestVerify(
+                     ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                     signature.size(), reinterpret_cast<const unsigned char*>(signing_input.data()),
+                     signing_input.size()) == 1;
     if (!ok) {
         ERR_clear_error();
     }

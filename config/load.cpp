@@ -448,6 +448,15 @@ void loader::cross_checks(config& cfg) {
             "with an M2M JWT, scoped to it or not; set auth.audience to this service's machine "
             "id, e.g. audience: [\"${CLERK_MACHINE_ID}\"]");
     }
+    // OAuth access tokens in JWT format are verified locally too: their `aud` is the only
+    // recipient check, and only when auth.audience is set.
+    if (cfg.auth.accepts.accepts(core::token_type::oauth_token) && jwt_keys &&
+        cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
+        cfg.warnings.push_back(
+            "auth.audience is not set: an OAuth access token in JWT format issued for any "
+            "audience of the Clerk instance is accepted; set auth.audience to this service's "
+            "identifier(s)");
+    }
     if (cfg.auth.accepts.accepts(core::token_type::session_token) &&
         cfg.auth.authorized_parties.empty() && !r_.failed("auth.authorized_parties")) {
         cfg.warnings.push_back(

@@ -335,8 +335,13 @@ bool jwk::verify(std::string_view alg, std::string_view signing_input,
     const int index = prepared_index(alg);
     const EVP_MD_CTX* tmpl =
         prepared_ && index >= 0 ? prepared_->ctx[static_cast<std::size_t>(index)] : nullptr;
-    const bool ready = ctx && (tmpl != nullptr ? EVP_MD_CTX_copy_ex(ctx.get(), tmpl) == 1
-                                               : init_verify(ctx.get(), md, key_.get()));
+    // A failed copy falls back to a full initialization (a fresh context), so that an OpenSSL
+    // failure there never turns into a refusal of a valid token.
+    bool ready = ctx && tmpl != nullptr && EVP_MD_CTX_copy_ex(ctx.get(), tmpl) == 1;
+    if (ctx && !ready) {
+        ERR_clear_error();
+        ready = EVP_MD_CTX_reset(ctx.get()) == 1 && init_verify(ctx.get(), md, key_.get());
+    }
     const bool ok =
         ready && EVP_DigestVerify(
                      ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),

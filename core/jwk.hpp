@@ -63,7 +63,8 @@ private:
     std::string kid_;
     std::string alg_;
     evp_pkey_ptr key_;
-    std::shared_ptr<const prepared> prepared_;  ///< nullptr if preparing failed: slow path
+    std::shared_ptr<const prepared> prepared_;  ///< nullptr (or a null slot) if preparing failed,
+                                                ///< and a failed copy: full init per call
 };
 
 /// True for "RS256", "RS384" and "RS512": the only algorithms accepted (DESIGN.md §4).

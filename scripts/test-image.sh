@@ -8,9 +8,11 @@
 # Base images: `debian:bookworm` and `debian:bookworm-slim` are pulled when a registry answers;
 # otherwise they are made locally with debootstrap (minbase; the -slim tag also drops docs, man
 # pages and locales the way the official slim image does) and kept as a tarball in
-# ${CLERK_IMAGE_CACHE:-~/.cache/clerk-m2m-proxy} for the next run. Podman runs with a private
-# containers.conf (runc, cgroupfs, no default ulimits: what works on this machine kind) and the
-# host network; nothing of the host's container configuration is changed.
+# ${CLERK_IMAGE_CACHE:-~/.cache/clerk-m2m-proxy} for the next run. They are stored in podman's
+# image store under the official names (that is how `--pull=never` resolves the Dockerfile's
+# FROM lines), so later builds on this host use them until `podman pull debian:bookworm…`
+# replaces them. Podman runs with a private containers.conf (runc, cgroupfs, no default ulimits:
+# what works on this machine kind) and the host network; no system configuration is changed.
 #
 # Skips (exit 0, saying why) only when podman cannot run containers here and CI is not set; in CI
 # a podman that cannot run is a failure.
@@ -31,7 +33,7 @@ skip() {
   exit 0
 }
 
-scripts/install-deps.sh image
+scripts/install-deps.sh image || skip "podman could not be installed (scripts/install-deps.sh image)"
 command -v podman >/dev/null || skip "podman is not installed"
 [ -x "$emulator" ] || { echo "image test: $emulator missing (run scripts/build.sh release)" >&2; exit 1; }
 

@@ -709,6 +709,23 @@ TEST_CASE("auth.audience: recipient scoping of JWTs", "[config][load][audience]"
         CHECK(warns_audience(r));
         CHECK_FALSE(warns_audience(load(base)));  // no key source: JWTs are refused anyway
     }
+    SECTION("OAuth access tokens (verified locally as JWTs) warn too, until it is set") {
+        const auto warns_oauth = [](const load_result& r) {
+            return std::any_of(r.cfg->warnings.begin(), r.cfg->warnings.end(), [](const auto& w) {
+                return w.find("OAuth access token in JWT format") != std::string::npos;
+            });
+        };
+        const auto r =
+            load(with_base("  secret_key: sk_test_x\nauth:\n  accepts_token: [oauth_token]\n"));
+        INFO(dump(r.errors));
+        REQUIRE(r.ok());
+        CHECK(warns_oauth(r));
+        CHECK_FALSE(warns_audience(r));  // the M2M warning is about M2M tokens only
+        const auto set = load(with_base(
+            "  secret_key: sk_test_x\nauth:\n  accepts_token: [oauth_token]\n  audience: [x]\n"));
+        REQUIRE(set.ok());
+        CHECK_FALSE(warns_oauth(set));
+    }
     SECTION("no warning when M2M tokens are not accepted") {
         const auto r =
             load(with_base("  secret_key: sk_test_x\nauth:\n  accepts_token: [api_key]\n"));

@@ -20,6 +20,7 @@ starts is stopped by PID (or container name) on the way out.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,8 @@ def podman(*args, check_rc=True, timeout=120):
 work = tempfile.mkdtemp(prefix="clerk-image-")
 procs = []
 container = f"clerk-m2m-proxy-test-{os.getpid()}"
+# A SIGTERM (a timeout of the test command) still runs the cleanup below (`finally`).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def cleanup():
@@ -86,6 +89,7 @@ def cleanup():
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+    shutil.rmtree(work, ignore_errors=True)  # the config holds a (test) machine key
 
 
 try:

@@ -46,6 +46,29 @@ bool is_reserved_header(std::string_view name) {
 
 }  // namespace
 
+loader::apply_fn loader::unique_nonempty_list(std::vector<std::string>& out,
+                                              const char* empty_problem) {
+    return [this, &out, empty_problem](const YAML::Node& v, const std::string& k) {
+        auto items = r_.string_list(v, k);
+        if (!items) {
+            return;
+        }
+        std::vector<std::string> values;
+        bool ok = true;
+        for (const list_item& item : *items) {
+            if (item.value.empty()) {
+                r_.error(item.line, k, empty_problem);
+                ok = false;
+            } else if (std::find(values.begin(), values.end(), item.value) == values.end()) {
+                values.push_back(item.value);
+            }
+        }
+        if (ok) {
+            out = std::move(values);
+        }
+    };
+}
+
 void loader::auth(const YAML::Node& n, const std::string& key, auth_config& out) {
     const field fields[] = {
         {"accepts_token",
@@ -85,53 +108,14 @@ void loader::auth(const YAML::Node& n, const std::string& key, auth_config& out)
          }},
         {"forward_authorization", to_bool(out.forward_authorization)},
         {"clock_skew", to_duration(out.clock_skew, true)},
-        {"audience",
-         [this, &out](const YAML::Node& v, const std::string& k) {
-             auto items = r_.string_list(v, k);
-             if (!items) {
-                 return;
-             }
-             std::vector<std::string> audience;
-             bool ok = true;
-             for (const list_item& item : *items) {
-                 // An empty entry is almost always an unset variable (${CLERK_MACHINE_ID:-}):
-                 // refusing it beats silently turning recipient scoping off.
-                 if (item.value.empty()) {
-                     r_.error(item.line, k,
-                              "empty value (is the variable it names, e.g. CLERK_MACHINE_ID, "
-                              "set?)");
-                     ok = false;
-                 } else if (std::find(audience.begin(), audience.end(), item.value) ==
-                            audience.end()) {
-                     audience.push_back(item.value);
-                 }
-             }
-             if (ok) {
-                 out.audience = std::move(audience);
-             }
-         }},
+        // An empty entry is almost always an unset variable (${CLERK_MACHINE_ID:-}): refusing
+        // it beats silently turning the recipient check off.
+        {"audience", unique_nonempty_list(out.audience,
+                                          "empty value (is the variable it names, "
+                                          "e.g. CLERK_MACHINE_ID, set?)")},
         {"authorized_parties",
-         [this, &out](const YAML::Node& v, const std::string& k) {
-             auto items = r_.string_list(v, k);
-             if (!items) {
-                 return;
-             }
-             std::vector<std::string> parties;
-             bool ok = true;
-             for (const list_item& item : *items) {
-                 if (item.value.empty()) {
-                     r_.error(item.line, k,
-                              "empty value (an origin such as https://app.example.com)");
-                     ok = false;
-                 } else if (std::find(parties.begin(), parties.end(), item.value) ==
-                            parties.end()) {
-                     parties.push_back(item.value);
-                 }
-             }
-             if (ok) {
-                 out.authorized_parties = std::move(parties);
-             }
-         }},
+         unique_nonempty_list(out.authorized_parties,
+                              "empty value (an origin such as https://app.example.com)")},
     };
     r_.visit(n, key, fields);
 }

@@ -37,6 +37,9 @@ private:
     }
     apply_fn to_file(std::string& out);
     apply_fn to_listen(listen_address& out);
+    /// A list of strings, duplicates folded; an empty entry is an error (`empty_problem`, at its
+    /// line) and leaves `out` unchanged.
+    apply_fn unique_nonempty_list(std::vector<std::string>& out, const char* empty_problem);
 
     // Sections (load.cpp).
     /// False when the document is not a mapping (then nothing else is checked).

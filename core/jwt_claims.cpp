@@ -91,6 +91,17 @@ bool read_session_org(const json& payload, std::string& org_id) {
     return optional_string(payload, "org_id", org_id);
 }
 
+// token_id = `jti` ("" when absent), audience = `aud` for recipient scoping (auth.audience;
+// absent or null is an empty audience). False when either has the wrong shape.
+bool read_id_and_audience(const json& payload, identity& out) {
+    if (!optional_string(payload, "jti", out.token_id)) {
+        return false;
+    }
+    out.audience.emplace();
+    const json* aud = present(payload, "aud");
+    return aud == nullptr || read_audience(*aud, *out.audience);
+}
+
 std::string_view map_m2m(const json& payload, identity& out) {
     const json* sub = member(payload, "sub");
     if (sub == nullptr || !sub->is_string() ||
@@ -98,13 +109,7 @@ std::string_view map_m2m(const json& payload, identity& out) {
         return jwt_reason::not_m2m;
     }
     out.subject = sub->get<std::string>();
-    if (!optional_string(payload, "jti", out.token_id)) {
-        return jwt_reason::malformed;
-    }
-    // Recipient scoping reads `aud` (auth.audience); absent or null is an empty audience.
-    out.audience.emplace();
-    const json* aud = present(payload, "aud");
-    if (aud != nullptr && !read_audience(*aud, *out.audience)) {
+    if (!read_id_and_audience(payload, out)) {
         return jwt_reason::malformed;
     }
     // scopes = split(`scopes`), else `aud`, else [].
@@ -133,12 +138,7 @@ std::string_view map_oauth(const json& payload, identity& out) {
     if (auto r = read_subject(payload, out); !r.empty()) {
         return r;
     }
-    if (!optional_string(payload, "jti", out.token_id)) {
-        return jwt_reason::malformed;
-    }
-    out.audience.emplace();
-    const json* aud = present(payload, "aud");
-    if (aud != nullptr && !read_audience(*aud, *out.audience)) {
+    if (!read_id_and_audience(payload, out)) {
         return jwt_reason::malformed;
     }
     // scopes = `scp` ?? split(`scope`) ?? [] (the SDK's IdPOAuthAccessToken.fromJwtPayload).

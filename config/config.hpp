@@ -33,6 +33,10 @@ struct tls_config {
 
 enum class upstream_scheme { http, https, unix_socket };
 
+/// How the proxy speaks to the upstream: HTTP/1.1, HTTP/2 with prior knowledge over cleartext
+/// (h2c), or HTTP/2 over TLS selected by ALPN (h2).
+enum class upstream_protocol { http1, h2c, h2 };
+
 struct upstream_config {
     std::string url;
     upstream_scheme scheme = upstream_scheme::http;
@@ -47,6 +51,7 @@ struct upstream_config {
     bool preserve_host = true;
     bool tls_verify = true;
     std::string ca_file;
+    upstream_protocol protocol = upstream_protocol::http1;
 };
 
 struct clerk_config {
@@ -119,6 +124,9 @@ struct limits_config {
     millis header_timeout{10000};
     millis idle_timeout{60000};
     std::size_t max_connections = 10000;
+    /// HTTP/2: concurrent streams per connection, advertised in SETTINGS; beyond it a new stream
+    /// is reset with REFUSED_STREAM.
+    std::size_t max_concurrent_streams = 100;
     /// Slow clients (slowloris bodies, slow readers): the time a body transfer spends blocked on
     /// the client may be at most header_timeout + bytes / min_body_rate. 0 = no rate check
     /// (each read or write is still bounded by idle_timeout).
@@ -158,6 +166,9 @@ struct config {
     shutdown_config shutdown;
     log_config log;
     unsigned threads = 0;  ///< 0 = hardware concurrency
+    /// Accept HTTP/2 besides HTTP/1.1 on the listener: ALPN h2 with TLS, prior knowledge on
+    /// cleartext.
+    bool http2 = false;
     /// Non-fatal findings to log at start (e.g. http:// api_url off loopback).
     std::vector<std::string> warnings;
 };

@@ -220,6 +220,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
                  {"header_timeout", to_duration(l.header_timeout, false)},
                  {"idle_timeout", to_duration(l.idle_timeout, false)},
                  {"max_connections", to_integer(l.max_connections, 1, 10'000'000)},
+                 {"max_concurrent_streams", to_integer(l.max_concurrent_streams, 1, 1'000'000)},
                  {"min_body_rate", to_integer(l.min_body_rate, 0, 1'000'000'000)},
                  {"tunnel_idle_timeout", to_duration(l.tunnel_idle_timeout, false)},
                  {"tunnel_max_lifetime", to_duration(l.tunnel_max_lifetime, true)},
@@ -274,6 +275,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
              r_.visit(n, k, f);
          }},
         {"threads", to_integer(cfg.threads, 0, 1024)},
+        {"http2", to_bool(cfg.http2)},
     };
     return r_.visit(root, "", fields);
 }
@@ -304,6 +306,22 @@ void loader::upstream(const YAML::Node& n, const std::string& key, upstream_conf
         {"preserve_host", to_bool(out.preserve_host)},
         {"tls_verify", to_bool(out.tls_verify)},
         {"ca_file", to_file(out.ca_file)},
+        {"protocol",
+         [this, &out](const YAML::Node& v, const std::string& k) {
+             auto text = r_.string(v, k);
+             if (!text) {
+                 return;
+             }
+             if (*text == "http1") {
+                 out.protocol = upstream_protocol::http1;
+             } else if (*text == "h2c") {
+                 out.protocol = upstream_protocol::h2c;
+             } else if (*text == "h2") {
+                 out.protocol = upstream_protocol::h2;
+             } else {
+                 r_.error(v, k, "expected http1, h2c or h2, got \"" + *text + "\"");
+             }
+         }},
     };
     r_.visit(n, key, fields);
 }
@@ -403,6 +421,18 @@ void loader::cross_checks(config& cfg) {
         r_.error(at, "upstream",
                  "not allowed in forward_auth mode (the gateway forwards the request; remove "
                  "the upstream section or use mode: proxy)");
+    }
+    // h2 is negotiated by ALPN inside TLS; h2c is HTTP/2 in the clear (TCP or unix socket).
+    if (const int at = r_.line_for("upstream.protocol", -1); at != -1) {
+        if (cfg.upstream.protocol == upstream_protocol::h2 &&
+            cfg.upstream.scheme != upstream_scheme::https && !r_.failed("upstream.url")) {
+            r_.error(at, "upstream.protocol",
+                     "h2 needs an https:// upstream.url (use h2c for http://)");
+        } else if (cfg.upstream.protocol == upstream_protocol::h2c &&
+                   cfg.upstream.scheme == upstream_scheme::https) {
+            r_.error(at, "upstream.protocol",
+                     "h2c is cleartext: use h2 with an https:// upstream.url");
+        }
     }
     if (cfg.upstream.scheme == upstream_scheme::https && !cfg.upstream.tls_verify) {
         cfg.warnings.push_back(

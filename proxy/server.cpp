@@ -178,7 +178,7 @@ private:
         std::string error;
         std::shared_ptr<net::ssl::context> tls;
         if (boot_cfg_->tls.enabled()) {
-            tls = make_server_tls_context(boot_cfg_->tls, error);
+            tls = make_server_tls_context(boot_cfg_->tls, error, boot_cfg_->http2);
             if (!tls) {
                 log_->error("{}", error);
                 return false;
@@ -201,6 +201,7 @@ private:
             env->registry = &registry_;
             env->m = &metrics_;
             env->tls = tls;
+            env->http2 = boot_cfg_->http2;
             envs_.push_back(std::move(env));
         }
         if (boot_cfg_->admin.listen) {
@@ -303,9 +304,10 @@ private:
             next.listen.port != old->cfg->listen.port ||
             !same_listen(next.admin.listen, old->cfg->admin.listen) ||
             next.threads != old->cfg->threads || next.tls.cert_file != old->cfg->tls.cert_file ||
-            next.tls.key_file != old->cfg->tls.key_file || next.mode != old->cfg->mode) {
+            next.tls.key_file != old->cfg->tls.key_file || next.mode != old->cfg->mode ||
+            next.http2 != old->cfg->http2) {
             log->warn(
-                "listen, admin.listen, tls, mode and threads changes need a restart; "
+                "listen, admin.listen, tls, mode, http2 and threads changes need a restart; "
                 "the running values are kept");
         }
         std::vector<std::string> errors;

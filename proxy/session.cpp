@@ -1,14 +1,18 @@
 #include "proxy/session.hpp"
 
+#include "core/grpc_status.hpp"
 #include "core/problem.hpp"
 #include "core/request_decision.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/connection_registry.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/forward_auth.hpp"
+#include "proxy/h2/h2_server.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/request_auth.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -31,15 +35,6 @@ constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 bool is_parse_error(const error_code& ec) {
     return ec.category() == http::make_error_code(http::error::bad_version).category() &&
            ec != http::error::end_of_stream && ec != http::error::partial_message;
-}
-
-/// The whole verification may retry (clerk.retries) with backoff; the deadline bounds it so a
-/// Clerk outage costs a caller at most this long (userver-style deadline propagation).
-clock::duration auth_budget(const config::config& cfg) {
-    const auto attempts = static_cast<long>(std::max(cfg.clerk.retries, 0)) + 1;
-    const auto budget =
-        cfg.clerk.timeout * attempts + std::chrono::milliseconds(250) * (attempts - 1);
-    return std::min<clock::duration>(budget, std::chrono::seconds(30));
 }
 
 any_stream make_stream(tcp::socket socket, const session_env& env) {
@@ -72,7 +67,12 @@ public:
         connection_registry::entry e;
         e.strand = loop;
         e.close_if_idle = [this] { close_if_idle(); };
-        e.close_now = [this] { stream_.close(); };
+        e.close_now = [this] {
+            if (h2_) {
+                h2_close_now(*h2_);
+            }
+            stream_.close();
+        };
         id_ = env_.registry->add(std::move(e));
         env_.m->connection_opened();
         struct unregister {
@@ -84,6 +84,12 @@ public:
         } guard{*this};
 
         if (!co_await handshake()) {
+            co_return;
+        }
+        if (co_await speaks_h2()) {
+            co_await serve_h2(stream_, buffer_, env_, peer_ip_, env_.tls != nullptr, id_, h2_);
+            h2_.reset();
+            stream_.close();
             co_return;
         }
         for (bool first = true;; first = false) {
@@ -124,6 +130,35 @@ private:
             co_return false;
         }
         co_return true;
+    }
+
+    // --- phase (http2: true): HTTP/2 when TLS selected h2 by ALPN, or when a cleartext
+    // connection opens with the client preface (prior knowledge). Anything else is HTTP/1.1;
+    // the bytes read to tell stay in the buffer for the HTTP/1.1 parser.
+    net::awaitable<bool> speaks_h2() {
+        if (!env_.http2) {
+            co_return false;
+        }
+        if (auto* t = stream_.tls()) {
+            co_return alpn_selected(t->native_handle()) == "h2";
+        }
+        const auto limits = env_.runtime->current()->rt->cfg->limits;
+        while (buffer_.size() < h2_client_preface.size()) {
+            const std::string_view got(static_cast<const char*>(buffer_.data().data()),
+                                       buffer_.size());
+            if (!h2_client_preface.starts_with(got)) {
+                co_return false;
+            }
+            stream_.expires_after(remaining(accepted_ + limits.header_timeout));
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), use_tuple);
+            if (ec) {
+                co_return false;  // the HTTP/1.1 path sees the same end
+            }
+            buffer_.commit(n);
+        }
+        const std::string_view got(static_cast<const char*>(buffer_.data().data()),
+                                   h2_client_preface.size());
+        co_return got == h2_client_preface;
     }
 
     // --- phase: idle until the first byte of the next request. A new connection has until
@@ -237,40 +272,20 @@ private:
         co_return false;
     }
 
-    // --- phase: route, token and policy (DESIGN.md §4; core decides, the authenticator verifies)
+    // --- phase: route, token and policy (proxy/request_auth.hpp, shared with HTTP/2 streams)
     net::awaitable<core::auth_decision> authorize(exchange& ex) {
-        const auto& cfg = *ex.rt.cfg;
         auto& authorization = authorization_;
         authorization.clear();
         for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
              ++it) {
             authorization.push_back(it->value());
         }
-        // The token is classified by the authenticator after its cache lookup (classify=false):
-        // a cached token, JWT or opaque, costs its digest and nothing else.
-        const auto pre = core::pre_authenticate(cfg.routes, cfg.auth.accepts, ex.method,
-                                                ex.target.path, authorization, /*classify=*/false);
-        if (!pre.needs_verification) {
-            if (!pre.decision.allowed()) {
-                env_.m->auth_decision(pre.decision.kind);
-            }
-            co_return pre.decision;
-        }
-        const auto r = co_await ex.rt.auth->authenticate_bearer(pre.token, cfg.auth.accepts,
-                                                                clock::now() + auth_budget(cfg));
-        ex.token_type = r.type;
+        auto r =
+            co_await authorize_request(ex.rt, *env_.m, ex.method, ex.target.path, authorization);
+        ex.token_type = r.token_type;
         ex.cache = r.cache;
-        core::auth_decision d = r.decision;
-        if (d.allowed() && !r.id) {
-            d = {core::decision_kind::auth_unavailable, "no_identity"};  // fail closed
-        }
-        if (d.allowed()) {
-            ex.id = r.id;
-            ex.token_type = r.id->type;
-            d = core::post_authenticate(pre.matched, *r.id);
-        }
-        env_.m->auth_decision(d.kind, ex.token_type);
-        co_return d;
+        ex.id = std::move(r.id);
+        co_return r.decision;
     }
 
     // --- phase (forward-auth): the original request may pass; the gateway copies the identity
@@ -309,6 +324,16 @@ private:
             res.set(http::field::retry_after, spec.retry_after);
         }
         res.body() = core::problem_body(d.kind, d.reason, ex.request_id);
+        if (ex.parser.is_header_done() &&
+            core::is_grpc_content_type(ex.parser.get()[http::field::content_type])) {
+            // A gRPC client (gRPC-Web over HTTP/1.1) reads the status from grpc-status, not from
+            // a JSON body: HTTP 200, trailers-only. Metrics and the access log keep the §6 status.
+            res.result(http::status::ok);
+            res.set(http::field::content_type, "application/grpc");
+            res.set("grpc-status", std::to_string(core::grpc_status_for_http(spec.status)));
+            res.set("grpc-message", core::grpc_message_for(d.kind, d.reason));
+            res.body().clear();
+        }
         const bool body_pending = ex.framing.has_body() && !ex.body_consumed;
         // A refused upgrade closes: the client may already be sending frames.
         const bool keep =
@@ -361,6 +386,10 @@ private:
     }
 
     void close_if_idle() {
+        if (h2_) {
+            h2_close_if_idle(*h2_);
+            return;
+        }
         if (idle_) {
             stream_.close();
         }
@@ -411,6 +440,7 @@ private:
     clock::time_point head_deadline_;
     bool idle_ = true;
     bool linger_ = false;
+    std::shared_ptr<h2_server_connection> h2_;  // set while the connection speaks HTTP/2
 };
 
 }  // namespace

@@ -27,6 +27,7 @@ struct session_env {
     connection_registry* registry = nullptr;
     metrics* m = nullptr;
     std::shared_ptr<boost::asio::ssl::context> tls;  ///< terminate TLS when set
+    bool http2 = false;  ///< HTTP/2 accepted (ALPN h2, or the prior-knowledge preface)
 };
 
 /// Serves `socket` (on the event loop of `env`) until the client closes, a limit or

@@ -14,9 +14,14 @@ namespace clerk::proxy {
 
 /// TLS 1.2+ server context from PEM files. nullptr and `error` set on failure. The context is
 /// immutable after creation and may be shared by all connections (OpenSSL SSL_CTX is
-/// thread-safe for that use).
+/// thread-safe for that use). ALPN: `h2` is selected when `http2` and the client offers it,
+/// else `http/1.1` (a client offering neither gets no ALPN answer and speaks HTTP/1.1).
 std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config::tls_config& cfg,
-                                                                   std::string& error);
+                                                                   std::string& error,
+                                                                   bool http2 = false);
+
+/// The protocol ALPN selected on an established TLS connection ("" when none).
+std::string_view alpn_selected(const void* ssl_handle);
 
 /// TLS 1.2+ client context for the upstream: system trust store plus upstream.ca_file, peer
 /// verification unless tls_verify is false. Host-name verification and SNI are per connection

@@ -71,7 +71,7 @@ bool upstream_pool::serves(const config::upstream_config& c) const {
            c.port == cfg_.port && c.unix_path == cfg_.unix_path &&
            c.connect_timeout == cfg_.connect_timeout &&
            c.max_idle_connections == cfg_.max_idle_connections && c.tls_verify == cfg_.tls_verify &&
-           c.ca_file == cfg_.ca_file;
+           c.ca_file == cfg_.ca_file && c.protocol == cfg_.protocol;
 }
 
 net::awaitable<error_code> upstream_pool::acquire(connection& out, bool fresh, bool can_retry) {

@@ -61,6 +61,11 @@ public:
 
     const config::upstream_config& settings() const { return cfg_; }
 
+    /// The multiplexed HTTP/2 connections of this pool (upstream.protocol h2c or h2), managed
+    /// by proxy/h2/h2_client.cpp. Used on the pool's event loop only.
+    struct h2_connections;
+    std::shared_ptr<h2_connections> h2;
+
 private:
     net::awaitable<boost::system::error_code> connect(connection& out);
 

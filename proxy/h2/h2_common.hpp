@@ -1,0 +1,142 @@
+#pragma once
+// INTERNAL: include from proxy/h2/*.cpp only.
+//
+// Pieces shared by the HTTP/2 server (downstream) and client (upstream) sides: a body pipe that
+// carries one direction of a stream's body with flow-control hooks, a one-shot wake-up for
+// coroutines on one event loop, and nghttp2 header helpers. Everything here lives on one event
+// loop (the connection's): no locks.
+#include "proxy/net.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace clerk::proxy::h2 {
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// A coroutine waits on it until another party on the same loop calls notify(). Waiting after
+/// checking a condition is race-free: the loop is single-threaded, so no notify can slip in
+/// between the check and the wait.
+class wakeup {
+public:
+    explicit wakeup(const net::any_io_executor& ex) : timer_(ex) {
+        timer_.expires_at(std::chrono::steady_clock::time_point::max());
+    }
+    net::awaitable<void> wait() {
+        timer_.expires_at(std::chrono::steady_clock::time_point::max());
+        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    /// Waits at most `d` (a deadline for the condition the caller re-checks).
+    net::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
+        timer_.expires_after(d);
+        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    void notify() { timer_.cancel(); }
+
+private:
+    net::steady_timer timer_;
+};
+
+/// One direction of a stream's body. The producer appends; the consumer takes bytes and the
+/// `on_consumed` hook returns the credit to the producer's flow control (a WINDOW_UPDATE, or a
+/// wake-up of a coroutine waiting for room). Bounded by the producer: it waits while pending()
+/// is above its limit, and the HTTP/2 peers cannot send beyond their window.
+struct body_pipe {
+    std::string buf;
+    std::size_t off = 0;
+    bool eof = false;      ///< the producer is done (trailers, if any, are set)
+    bool aborted = false;  ///< the producer failed: the consumer resets the stream
+    header_list trailers;
+    std::uint64_t total = 0;                       ///< bytes produced so far
+    std::function<void()> on_readable;             ///< data, eof or abort arrived
+    std::function<void(std::size_t)> on_consumed;  ///< n bytes left the pipe
+
+    std::size_t pending() const { return buf.size() - off; }
+    void write(const std::uint8_t* data, std::size_t n) {
+        buf.append(reinterpret_cast<const char*>(data), n);
+        total += n;
+        if (on_readable) {
+            on_readable();
+        }
+    }
+    void finish() {
+        eof = true;
+        if (on_readable) {
+            on_readable();
+        }
+    }
+    void abort() {
+        aborted = true;
+        if (on_readable) {
+            on_readable();
+        }
+    }
+    /// Copies up to `max` bytes into `dst`.
+    std::size_t read(std::uint8_t* dst, std::size_t max) {
+        const std::size_t n = std::min(max, pending());
+        std::memcpy(dst, buf.data() + off, n);
+        consume(n);
+        return n;
+    }
+    std::string_view peek() const { return std::string_view(buf).substr(off); }
+    void consume(std::size_t n) {
+        off += n;
+        if (off == buf.size()) {
+            buf.clear();
+            off = 0;
+        }
+        if (n > 0 && on_consumed) {
+            on_consumed(n);
+        }
+    }
+};
+
+/// A producer waits while this much is pending in a pipe (about one HTTP/2 window).
+inline constexpr std::size_t pipe_high_water = 64 * 1024;
+
+inline nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                      value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+inline std::vector<nghttp2_nv> make_nvs(const header_list& h) {
+    std::vector<nghttp2_nv> out;
+    out.reserve(h.size());
+    for (const auto& [n, v] : h) {
+        out.push_back(make_nv(n, v));
+    }
+    return out;
+}
+
+inline std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) {
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+    }
+    return out;
+}
+
+/// Connection-specific fields (RFC 9113 §8.2.2) that an HTTP/2 message must not carry; `te` is
+/// allowed only as "trailers" and handled by the caller.
+inline bool is_connection_specific(std::string_view lower_name) {
+    return lower_name == "connection" || lower_name == "keep-alive" ||
+           lower_name == "proxy-connection" || lower_name == "transfer-encoding" ||
+           lower_name == "upgrade" || lower_name == "host" || lower_name == "te" ||
+           lower_name == "http2-settings";
+}
+
+}  // namespace clerk::proxy::h2

@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""HTTP/2 and gRPC through the real clerk-m2m-proxy binary (issue #18), with real peers:
+the Clerk emulator, a gRPC server (Debian python3-grpcio, h2c), an HTTP/1.1 echo upstream, and
+real clients (grpcio, curl's HTTP/2, python3-h2 for the SETTINGS check). Everything on loopback
+with port 0; every process is stopped by PID.
+
+    h2_grpc_test.py PROXY_BIN EMULATOR_BIN
+"""
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+PROXY, EMULATOR = sys.argv[1], sys.argv[2]
+work = tempfile.mkdtemp(prefix="h2-grpc-")
+procs = []
+failures = []
+
+
+def check(name, cond, detail=""):
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond else f": {detail}"), flush=True)
+    if not cond:
+        failures.append(name)
+
+
+def wait_line(path, pattern, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with open(path) as f:
+                m = re.search(pattern, f.read())
+            if m:
+                return m
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    with open(path) as f:
+        raise SystemExit(f"timed out waiting for {pattern!r} in {path}:\n{f.read()}")
+
+
+def start(args, name):
+    out = os.path.join(work, name + ".log")
+    p = subprocess.Popen(args, stdout=open(out, "w"), stderr=subprocess.STDOUT)
+    procs.append(p)
+    return out
+
+
+# --- Clerk emulator, tokens
+emu_log = start([EMULATOR, "--listen", "127.0.0.1:0", "--machine", "caller", "--machine", "api"],
+                "emulator")
+emu_port = int(wait_line(emu_log, r"listening on http://127.0.0.1:(\d+)").group(1))
+with open(emu_log) as f:
+    text = f.read()
+keys = {m.group(1): m.group(2) for m in
+        re.finditer(r'"name":"(\w+)"[^}]*?"secret_key":"([^"]+)"', text)}
+if len(keys) < 2:
+    keys = {}
+    for line in text.splitlines():
+        name = re.search(r'"name":"(\w+)"', line)
+        key = re.search(r'"secret_key":"([^"]+)"', line)
+        if name and key:
+            keys[name.group(1)] = key.group(1)
+
+
+def mint(scopes_claims=None):
+    body = json.dumps({"seconds_until_expiration": 3600, "token_format": "opaque",
+                       "claims": scopes_claims}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{emu_port}/m2m_tokens", data=body, headers={
+        "Authorization": "Bearer " + keys["caller"], "Clerk-API-Version": "2026-05-12",
+        "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req).read())
+
+
+minted = mint()
+token, machine = minted["token"], minted["subject"]
+
+# --- gRPC server (h2c): unary echo of the metadata it received, server streaming, a failing
+# call, trailing metadata.
+
+
+def metadata_of(context):
+    return {k: v for k, v in context.invocation_metadata()}
+
+
+def unary(request, context):
+    context.set_trailing_metadata((("x-trailer", "yes"),))
+    return json.dumps({"metadata": metadata_of(context), "request": request.decode()}).encode()
+
+
+def stream(request, context):
+    for i in range(int(request.decode())):
+        yield f"message {i}".encode() * 100
+
+
+def fails(request, context):
+    context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+
+def upload(request_iterator, context):
+    return str(sum(len(r) for r in request_iterator)).encode()
+
+
+server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=16))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+    "Stream": grpc.unary_stream_rpc_method_handler(stream),
+    "Fails": grpc.unary_unary_rpc_method_handler(fails),
+    "Upload": grpc.stream_unary_rpc_method_handler(upload),
+}),))
+grpc_port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+
+
+# --- HTTP/1.1 echo upstream
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                chunk = self.rfile.read(size + 2)[:size]
+                if size == 0:
+                    self.rfile.readline() if False else None
+                    break
+                body += chunk
+        data = json.dumps({"method": self.command, "path": self.path, "body_len": len(body),
+                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        if self.path.startswith("/big"):
+            data = b"x" * (1 << 20)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+threading.Thread(target=echo.serve_forever, daemon=True).start()
+
+# --- TLS certificate for the ALPN check
+cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                "-out", cert, "-days", "1", "-subj", "/CN=localhost"], check=True,
+               capture_output=True)
+
+
+def proxy(name, upstream_url, extra="", upstream_extra="", listen_tls=False):
+    cfg = os.path.join(work, name + ".yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""listen: "127.0.0.1:0"
+http2: true
+upstream:
+  url: "{upstream_url}"
+  timeout: 5s
+{upstream_extra}
+clerk:
+  api_url: "http://127.0.0.1:{emu_port}"
+  machine_secret_key: "{keys['api']}"
+routes:
+  - path: /test.Echo/Fails
+    require_scopes: [mch_nobody]
+  - path: /scoped
+    require_scopes: [mch_nobody]
+admin:
+  listen: "127.0.0.1:0"
+limits:
+  max_concurrent_streams: 7
+  max_header_bytes: 4096
+log:
+  format: text
+  level: info
+{extra}
+""")
+        if listen_tls:
+            f.write(f'tls:\n  cert_file: "{cert}"\n  key_file: "{key}"\n')
+    log = start([PROXY, "--config", cfg], name)
+    return int(wait_line(log, r"listening on 127.0.0.1:(\d+)").group(1))
+
+
+grpc_proxy = proxy("grpc-proxy", f"http://127.0.0.1:{grpc_port}", upstream_extra="  protocol: h2c")
+http_proxy = proxy("http-proxy", f"http://127.0.0.1:{echo.server_address[1]}")
+tls_proxy = proxy("tls-proxy", f"http://127.0.0.1:{echo.server_address[1]}", listen_tls=True)
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    dead_port = s.getsockname()[1]
+dead_proxy = proxy("dead-proxy", f"http://127.0.0.1:{dead_port}", upstream_extra="  protocol: h2c")
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code} %{http_version}", *args],
+                       capture_output=True, text=True, timeout=30)
+    body, _, tail = r.stdout.rpartition("\n")
+    code, version = tail.split(" ")
+    return int(code), version, body
+
+
+try:
+    auth = ("authorization", "Bearer " + token)
+    # --- gRPC through the proxy (h2c both ways)
+    ch = grpc.insecure_channel(f"127.0.0.1:{grpc_proxy}")
+    call = ch.unary_unary("/test.Echo/Unary")
+    resp, info = call.with_call(b"ping", metadata=(auth, ("x-clerk-machine-id", "mch_spoofed")),
+                                timeout=10)
+    got = json.loads(resp)
+    md = got["metadata"]
+    check("grpc unary: 200 through the proxy", got["request"] == "ping")
+    check("grpc unary: the server sees the verified machine id as metadata",
+          md.get("x-clerk-machine-id") == machine, md)
+    check("grpc unary: the client's x-clerk-machine-id never reaches the server",
+          "mch_spoofed" not in json.dumps(md), md)
+    check("grpc unary: the token is not forwarded", "authorization" not in md, md)
+    check("grpc unary: trailing metadata forwarded",
+          ("x-trailer", "yes") in tuple(info.trailing_metadata()), info.trailing_metadata())
+    msgs = list(ch.unary_stream("/test.Echo/Stream")(b"50", metadata=(auth,), timeout=10))
+    check("grpc server streaming: 50 messages", len(msgs) == 50 and msgs[49].startswith(b"message 49"),
+          len(msgs))
+    total = ch.stream_unary("/test.Echo/Upload")(iter([b"a" * 100000] * 20), metadata=(auth,),
+                                                 timeout=20)
+    check("grpc client streaming: 2,000,000 bytes uploaded under flow control",
+          total == b"2000000", total)
+
+    def code_of(fn, *a, **kw):
+        try:
+            fn(*a, **kw)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+    code, details = code_of(call, b"x", timeout=10)
+    check("grpc: no token -> UNAUTHENTICATED", code == grpc.StatusCode.UNAUTHENTICATED, code)
+    check("grpc: grpc-message names the §6 error", details.startswith("missing_token"), details)
+    code, details = code_of(call, b"x", metadata=(("authorization", "Bearer mt_nope"),), timeout=10)
+    check("grpc: unknown token -> UNAUTHENTICATED invalid_token",
+          code == grpc.StatusCode.UNAUTHENTICATED and details.startswith("invalid_token"),
+          (code, details))
+    code, details = code_of(ch.unary_unary("/test.Echo/Fails"), b"x", metadata=(auth,), timeout=10)
+    check("grpc: missing scope -> PERMISSION_DENIED", code == grpc.StatusCode.PERMISSION_DENIED,
+          (code, details))
+    code, details = code_of(call, b"x", metadata=(auth, ("x-big", "y" * 5000)), timeout=10)
+    check("grpc: header block over max_header_bytes -> RESOURCE_EXHAUSTED",
+          code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details))
+    dead = grpc.insecure_channel(f"127.0.0.1:{dead_proxy}")
+    code, details = code_of(dead.unary_unary("/test.Echo/Unary"), b"x", metadata=(auth,), timeout=10)
+    check("grpc: upstream down -> UNAVAILABLE", code == grpc.StatusCode.UNAVAILABLE, (code, details))
+    # The upstream's own error status (trailers-only from the server) passes through: route
+    # allows it here via a separate channel with a token that has the scope? The route requires
+    # a scope nobody has, so call it on the unscoped path through a direct check instead.
+    direct = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    code, _ = code_of(direct.unary_unary("/test.Echo/Fails"), b"x", timeout=10)
+    check("(peer sanity) the server's own NOT_FOUND", code == grpc.StatusCode.NOT_FOUND, code)
+
+    # gRPC refusal over HTTP/1.1 (gRPC-Web style): 200 with grpc-status in the headers.
+    r = subprocess.run(["curl", "-s", "-i", "--http1.1", "-H", "content-type: application/grpc-web",
+                        f"http://127.0.0.1:{grpc_proxy}/test.Echo/Unary"], capture_output=True,
+                       text=True, timeout=10)
+    check("HTTP/1.1 gRPC-Web refusal: 200 + grpc-status 16",
+          r.stdout.startswith("HTTP/1.1 200") and "grpc-status: 16" in r.stdout.lower(), r.stdout)
+
+    # --- HTTP/2 to an HTTP/1.1 upstream (curl, prior knowledge)
+    code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
+                               "-H", "X-Clerk-Machine-Id: mch_spoofed",
+                               f"http://127.0.0.1:{http_proxy}/hello?q=1")
+    seen = json.loads(body) if code == 200 else {}
+    check("h2c prior knowledge: 200 over HTTP/2", code == 200 and version == "2", (code, version))
+    check("h2c: identity injected, spoof removed",
+          seen.get("headers", {}).get("x-clerk-machine-id") == machine, seen)
+    check("h2c: path and query kept", seen.get("path") == "/hello?q=1", seen)
+    upload_file = os.path.join(work, "upload.bin")
+    with open(upload_file, "wb") as f:
+        f.write(b"b" * 300000)
+    code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
+                               "--data-binary", "@" + upload_file,
+                               f"http://127.0.0.1:{http_proxy}/upload")
+    check("h2c: 300 KB request body streamed to the HTTP/1.1 upstream",
+          code == 200 and json.loads(body).get("body_len") == 300000, (code, body[:200]))
+    code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
+                               f"http://127.0.0.1:{http_proxy}/big")
+    check("h2c: 1 MiB response body", code == 200 and len(body) == (1 << 20), (code, len(body)))
+    code, version, body = curl("--http2-prior-knowledge", f"http://127.0.0.1:{http_proxy}/hello")
+    check("h2c: no token -> 401 JSON", code == 401 and '"missing_token"' in body, (code, body))
+    code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
+                               f"http://127.0.0.1:{http_proxy}/scoped")
+    check("h2c: missing scope -> 403", code == 403 and '"insufficient_scope"' in body, (code, body))
+    code, version, body = curl("--http2-prior-knowledge", "-H", "X-Big: " + "y" * 5000,
+                               f"http://127.0.0.1:{http_proxy}/hello")
+    check("h2c: header block over max_header_bytes -> 431", code == 431, (code, body))
+    code, version, body = curl("--http1.1", "-H", "Authorization: Bearer " + token,
+                               f"http://127.0.0.1:{http_proxy}/hello")
+    check("HTTP/1.1 still served on the same port", code == 200 and version == "1.1",
+          (code, version))
+    code, version, body = curl("-k", "--http2", "-H", "Authorization: Bearer " + token,
+                               f"https://127.0.0.1:{tls_proxy}/hello")
+    check("TLS: ALPN h2 selected, 200", code == 200 and version == "2", (code, version))
+    code, version, body = curl("-k", "--http1.1", "-H", "Authorization: Bearer " + token,
+                               f"https://127.0.0.1:{tls_proxy}/hello")
+    check("TLS: ALPN http/1.1 still served", code == 200 and version == "1.1", (code, version))
+
+    # --- SETTINGS and REFUSED_STREAM (python3-h2 as a raw client). Eight streams are opened
+    # before the server's SETTINGS is read (the client cannot know the limit yet): the proxy
+    # serves seven and resets the eighth with REFUSED_STREAM (7).
+    sock = socket.create_connection(("127.0.0.1", http_proxy))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    for i in range(8):
+        conn.send_headers(1 + 2 * i, [(":method", "GET"), (":path", "/big"), (":scheme", "http"),
+                                      (":authority", "x"), ("authorization", "Bearer " + token)],
+                          end_stream=True)
+    sock.sendall(conn.data_to_send())
+    settings = None
+    refused = 0
+    ended = 0
+    deadline = time.time() + 15
+    sock.settimeout(15)
+    while refused + ended < 8 and time.time() < deadline:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RemoteSettingsChanged) and settings is None:
+                settings = ev.changed_settings
+            elif isinstance(ev, h2.events.StreamReset) and ev.error_code == 7:
+                refused += 1
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended += 1
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        sock.sendall(conn.data_to_send())
+    mcs = settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) if settings else None
+    check("SETTINGS_MAX_CONCURRENT_STREAMS = limits.max_concurrent_streams",
+          mcs is not None and mcs.new_value == 7, mcs)
+    check("past max_concurrent_streams a stream is reset with REFUSED_STREAM",
+          refused == 1 and ended == 7, (refused, ended))
+    sock.close()
+
+    for name in ("grpc-proxy", "http-proxy"):
+        with open(os.path.join(work, name + ".log")) as f:
+            log = f.read()
+        check(f"{name}: the token never appears in the log", token not in log)
+finally:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    server.stop(0)
+    echo.shutdown()
+    shutil.rmtree(work, ignore_errors=True)
+
+print(f"{len(failures)} failure(s)" if failures else "all checks passed")
+sys.exit(1 if failures else 0)

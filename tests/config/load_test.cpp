@@ -570,6 +570,16 @@ std::vector<error_case> error_cases() {
          "clerk.machine_secret_key", "clerk:", "one of clerk.machine_secret_key or"},
         {"upstream:\n  url: http://a:1\n", "clerk.machine_secret_key",
          "upstream:", "one of clerk.machine_secret_key or"},
+        // HTTP/2 (issue #18)
+        {with_base("http2: yes please\n"), "http2", "http2:", "expected"},
+        {with_base("limits:\n  max_concurrent_streams: 0\n"), "limits.max_concurrent_streams",
+         "max_concurrent_streams:", ""},
+        {"upstream:\n  url: http://a:1\n  protocol: http3\nclerk:\n  secret_key: k\n",
+         "upstream.protocol", "protocol:", "expected http1, h2c or h2, got \"http3\""},
+        {"upstream:\n  url: http://a:1\n  protocol: h2\nclerk:\n  secret_key: k\n",
+         "upstream.protocol", "protocol:", "h2 needs an https:// upstream.url"},
+        {"upstream:\n  url: https://a:1\n  protocol: h2c\nclerk:\n  secret_key: k\n",
+         "upstream.protocol", "protocol:", "h2c is cleartext"},
     };
 }
 
@@ -783,4 +793,26 @@ TEST_CASE("session tokens: keys required, auth.authorized_parties", "[config][lo
         CHECK(r.errors[0].key == "auth.authorized_parties");
         CHECK(r.errors[0].line == line_containing(y, "${EMPTY}"));
     }
+}
+
+TEST_CASE("HTTP/2 keys: defaults and values", "[config][load]") {
+    const auto d = load(base);
+    REQUIRE(d.cfg);
+    CHECK_FALSE(d.cfg->http2);
+    CHECK(d.cfg->limits.max_concurrent_streams == 100);
+    CHECK(d.cfg->upstream.protocol == cfgns::upstream_protocol::http1);
+    const auto r = load(
+        "http2: true\nupstream:\n  url: http://127.0.0.1:50051\n  protocol: h2c\nclerk:\n"
+        "  machine_secret_key: ak_test\nlimits:\n  max_concurrent_streams: 250\n");
+    INFO(dump(r.errors));
+    REQUIRE(r.cfg);
+    CHECK(r.cfg->http2);
+    CHECK(r.cfg->limits.max_concurrent_streams == 250);
+    CHECK(r.cfg->upstream.protocol == cfgns::upstream_protocol::h2c);
+    const auto tls = load(
+        "upstream:\n  url: https://grpc.internal:443\n  protocol: h2\nclerk:\n"
+        "  machine_secret_key: ak_test\n");
+    INFO(dump(tls.errors));
+    REQUIRE(tls.cfg);
+    CHECK(tls.cfg->upstream.protocol == cfgns::upstream_protocol::h2);
 }

@@ -931,7 +931,7 @@ def section_dockerfile():
         r"(ninja|--target)[^&]*\bclerk-m2m-proxy\b", build_text), where,
         "build stage builds only clerk-m2m-proxy with -DCLERK_BUILD_TESTS=OFF")
     want_build = {"g++", "cmake", "ninja-build", "libboost1.81-dev", "libssl-dev",
-                  "nlohmann-json3-dev", "libspdlog-dev", "libyaml-cpp-dev", "libhiredis-dev",
+                  "nlohmann-json3-dev", "libspdlog-dev", "libyaml-cpp-dev", "libhiredis-dev", "libnghttp2-dev",
                   "pkg-config"}
     got_build = set(apt_packages(build))
     R.check(got_build == want_build, where, f"build stage installs {sorted(got_build)}",

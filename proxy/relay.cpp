@@ -1,6 +1,7 @@
 #include "proxy/relay.hpp"
 
 #include "core/transfer_budget.hpp"
+#include "proxy/h2/h1_to_h2.hpp"
 #include "proxy/http_wire.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/tunnel.hpp"
@@ -558,6 +559,9 @@ private:
 }  // namespace
 
 net::awaitable<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
+    if (pool.settings().protocol != config::upstream_protocol::http1) {
+        co_return co_await forward_via_h2(ex, pool);
+    }
     relay r(ex, pool, m);
     co_return co_await r.run();
 }

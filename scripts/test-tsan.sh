@@ -47,6 +47,9 @@ if [ -x build/tsan/tests/proxy_tests ]; then
 fi
 spec=${1:-"[cache],[failure],[stale],[jwt],[proxy],[reload],[drain],[websocket],[forward_auth]"}
 run build/tsan/tests/integration_tests "$spec"
+# HTTP/2 and gRPC (issue #18): the TSan-built proxy between grpcio/curl/python3-h2 and real peers.
+run /usr/bin/python3 tests/integration/h2/h2_grpc_test.py build/tsan/proxy/clerk-m2m-proxy \
+  build/tsan/tests/emulator/clerk-emulator
 
 if compgen -G "$reports/tsan.*" >/dev/null; then
   for f in "$reports"/tsan.*; do

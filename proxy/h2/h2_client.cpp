@@ -129,7 +129,7 @@ public:
     /// The client took `n` bytes of the response body: credit for the upstream.
     void response_consumed(client_stream& cs, std::size_t n) {
         if (!dead_ && !cs.closed) {
-            nghttp2_session_consume(ng_, cs.id, n);
+            nghttp2_session_consume_stream(ng_, cs.id, n);
             wake_.notify();
         }
     }
@@ -292,9 +292,13 @@ private:
 
     static int on_data_chunk(nghttp2_session* s, std::uint8_t /*flags*/, std::int32_t id,
                              const std::uint8_t* data, std::size_t len, void* /*ud*/) {
+        // As on the server side: the connection window is returned at once (a slow client must
+        // not stall the other streams multiplexed on this upstream connection), the stream's
+        // window when the client has taken the bytes.
+        nghttp2_session_consume_connection(s, len);
         auto* cs = stream_of(s, id);
         if (cs == nullptr || cs->io == nullptr || !cs->headers_done) {
-            nghttp2_session_consume(s, id, len);
+            nghttp2_session_consume_stream(s, id, len);
             return 0;
         }
         cs->io->res->write(data, len);

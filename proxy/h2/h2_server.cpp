@@ -300,9 +300,12 @@ private:
 
     static int on_data_chunk(nghttp2_session* s, std::uint8_t /*flags*/, std::int32_t id,
                              const std::uint8_t* data, std::size_t len, void* /*ud*/) {
+        // The connection window is returned at once: one stream whose upstream is slow must not
+        // stall the connection's other streams. The stream's window returns as its bytes move on.
+        nghttp2_session_consume_connection(s, len);
         auto* st = stream_of(s, id);
         if (st == nullptr || st->discard_body || st->closed) {
-            nghttp2_session_consume(s, id, len);  // nobody reads it: return the credit
+            nghttp2_session_consume_stream(s, id, len);  // nobody reads it: return the credit
             return 0;
         }
         st->req.write(data, len);
@@ -321,6 +324,8 @@ private:
         c.streams_.erase(it);
         c.end_stream_state(*st);
         if (c.streams_.empty()) {
+            // Idle again: the pending read gets idle_timeout (no deadline while streams run).
+            c.io_.expires_after(c.idle_timeout_);
             c.write_wake_.notify();  // a drain may be waiting for the last stream
         }
         return 0;
@@ -361,7 +366,7 @@ private:
         // The pipes' hooks: request body credit back to the client, response body to nghttp2.
         st->req.on_readable = [w = st.get()] { w->wake.notify(); };
         st->req.on_consumed = [this, id](std::size_t n) {
-            nghttp2_session_consume(ng_, id, n);
+            nghttp2_session_consume_stream(ng_, id, n);
             signal_write();
         };
         st->res.on_readable = [this, w = st.get()] {
@@ -647,6 +652,7 @@ private:
         io.wake = &st.wake;
         io.request_has_body = st.has_body;
         io.max_body_bytes = cfg.limits.max_body_bytes;
+        io.client_idle_timeout = cfg.limits.idle_timeout;
         io.respond = [this, &st](int s, header_list f, bool end) {
             respond(st, s, std::move(f), end);
         };

@@ -25,8 +25,10 @@ struct stream_io {
     header_list request;
     bool request_has_body = false;
     std::uint64_t max_body_bytes = 0;  ///< limits.max_body_bytes (0 = unlimited)
-    body_pipe* req = nullptr;          ///< client -> upstream body (its consumer is the forwarder)
-    body_pipe* res = nullptr;          ///< upstream -> client body (its producer is the forwarder)
+    /// limits.idle_timeout: how long a response may wait for a client that does not read.
+    std::chrono::steady_clock::duration client_idle_timeout = std::chrono::seconds(60);
+    body_pipe* req = nullptr;  ///< client -> upstream body (its consumer is the forwarder)
+    body_pipe* res = nullptr;  ///< upstream -> client body (its producer is the forwarder)
     /// Starts the client's response (`status`, fields with lower-case names); `end` when it has
     /// no body (then `fields` may carry grpc-status: a trailers-only answer).
     std::function<void(int status, header_list fields, bool end)> respond;
@@ -37,7 +39,6 @@ struct stream_io {
     /// response pipe has room, and when the client goes away.
     wakeup* wake = nullptr;
     net::awaitable<void> wait_request() { co_await wake->wait(); }
-    net::awaitable<void> wait_response_room() { co_await wake->wait(); }
     int status = 0;  ///< the upstream's status, once it answered
     std::optional<double> upstream_ms;
 };

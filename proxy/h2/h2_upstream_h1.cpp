@@ -203,10 +203,17 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
     auto& res_pipe = *io.res;
     std::array<char, 16 * 1024> chunk;
     while (!rp->is_done()) {
-        while (res_pipe.pending() >= pipe_high_water && !io.client_gone()) {
-            co_await io.wait_response_room();
+        // A client that stops reading (its window stays shut) is given idle_timeout per step.
+        const auto stalled = clock::now() + io.client_idle_timeout;
+        while (res_pipe.pending() >= pipe_high_water && !io.client_gone() &&
+               clock::now() < stalled) {
+            co_await io.wake->wait_for(stalled - clock::now());
         }
-        if (io.client_gone()) {
+        if (io.client_gone() || res_pipe.pending() >= pipe_high_water) {
+            if (!io.client_gone()) {
+                log->info("[r{}] response body: client too slow, stream reset", io.request_id);
+                res_pipe.abort();
+            }
             co_return core::auth_decision{};
         }
         rp->get().body().data = chunk.data();

@@ -279,6 +279,22 @@ try:
     check("HTTP/1.1 gRPC-Web refusal: 200 + grpc-status 16",
           r.stdout.startswith("HTTP/1.1 200") and "grpc-status: 16" in r.stdout.lower(), r.stdout)
 
+    # HTTP/1.1 client -> h2c upstream: a gRPC-framed unary call sent over HTTP/1.1 reaches the
+    # gRPC server over HTTP/2 with the identity; its framed answer comes back (chunked).
+    msg = b"over http/1.1"
+    frame = b"\x00" + len(msg).to_bytes(4, "big") + msg
+    req = urllib.request.Request(f"http://127.0.0.1:{grpc_proxy}/test.Echo/Unary", data=frame,
+                                 headers={"Authorization": "Bearer " + token,
+                                          "Content-Type": "application/grpc", "TE": "trailers"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read()
+        code = r.status
+    got = json.loads(raw[5:]) if len(raw) > 5 else {}
+    check("HTTP/1.1 client -> h2c upstream: 200 with the gRPC answer",
+          code == 200 and got.get("request") == "over http/1.1", (code, raw[:80]))
+    check("HTTP/1.1 client -> h2c upstream: the identity arrives as metadata",
+          got.get("metadata", {}).get("x-clerk-machine-id") == machine, got)
+
     # --- HTTP/2 to an HTTP/1.1 upstream (curl, prior knowledge)
     code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
                                "-H", "X-Clerk-Machine-Id: mch_spoofed",
@@ -369,7 +385,10 @@ finally:
             p.kill()
     server.stop(0)
     echo.shutdown()
-    shutil.rmtree(work, ignore_errors=True)
+    if failures or os.environ.get("KEEP_WORK"):
+        print("logs kept in", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 print(f"{len(failures)} failure(s)" if failures else "all checks passed")
 sys.exit(1 if failures else 0)

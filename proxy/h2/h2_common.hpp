@@ -2,16 +2,12 @@
 // INTERNAL: include from proxy/h2/*.cpp only.
 //
 // Pieces shared by the HTTP/2 server (downstream) and client (upstream) sides: a body pipe that
-// carries one direction of a stream's body with flow-control hooks, a one-shot wake-up for
-// coroutines on one event loop, and nghttp2 header helpers. Everything here lives on one event
-// loop (the connection's): no locks.
-#include "proxy/net.hpp"
-
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
+// carries one direction of a stream's body with flow-control hooks, and nghttp2 header helpers.
+// Everything here lives on one event loop (the connection's): no locks. No Asio here: the frame
+// engine (h2_frames.hpp) and its fuzz target use it.
 #include <nghttp2/nghttp2.h>
+
+#include <algorithm>
 
 #include <cstdint>
 #include <cstring>
@@ -24,29 +20,6 @@
 namespace clerk::proxy::h2 {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
-
-/// A coroutine waits on it until another party on the same loop calls notify(). Waiting after
-/// checking a condition is race-free: the loop is single-threaded, so no notify can slip in
-/// between the check and the wait.
-class wakeup {
-public:
-    explicit wakeup(const net::any_io_executor& ex) : timer_(ex) {
-        timer_.expires_at(std::chrono::steady_clock::time_point::max());
-    }
-    net::awaitable<void> wait() {
-        timer_.expires_at(std::chrono::steady_clock::time_point::max());
-        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
-    }
-    /// Waits at most `d` (a deadline for the condition the caller re-checks).
-    net::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
-        timer_.expires_after(d);
-        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
-    }
-    void notify() { timer_.cancel(); }
-
-private:
-    net::steady_timer timer_;
-};
 
 /// One direction of a stream's body. The producer appends; the consumer takes bytes and the
 /// `on_consumed` hook returns the credit to the producer's flow control (a WINDOW_UPDATE, or a

@@ -7,6 +7,7 @@
 #include "proxy/access_log.hpp"
 #include "proxy/connection_registry.hpp"
 #include "proxy/forward_auth.hpp"
+#include "proxy/h2/h2_frames.hpp"
 #include "proxy/h2/h2_stream.hpp"
 #include "proxy/h2/h2_upstream_h1.hpp"
 #include "proxy/logging.hpp"
@@ -20,13 +21,11 @@
 #include <boost/asio/write.hpp>
 
 #include <charconv>
-#include <map>
 
 namespace clerk::proxy {
 namespace {
 
 using clock = std::chrono::steady_clock;
-using h2::body_pipe;
 using h2::header_list;
 namespace http = boost::beast::http;
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
@@ -36,27 +35,20 @@ const std::shared_ptr<spdlog::logger>& h2_log() {
     return log;
 }
 
-/// One request stream of the connection.
+/// What a stream's task keeps besides the engine's stream: its wake-up (request data, room in
+/// the response pipe, the stream's end) and the way to stop its upstream I/O.
 struct stream_state {
-    stream_state(std::int32_t i, const net::any_io_executor& ex) : id(i), wake(ex) {}
-    std::int32_t id;
-    header_list headers;  // as received, pseudo-headers included
-    std::size_t header_bytes = 0;
-    bool too_large = false;
-    bool started = false;  // its task was spawned
-    bool discard_body = false;
-    bool has_body = false;  // the request HEADERS did not end the stream
-    body_pipe req;
-    body_pipe res;
-    bool deferred = false;   // the data provider waits for res
-    bool submitted = false;  // a response was submitted
-    bool closed = false;     // nghttp2 closed the stream (done, reset, connection gone)
+    stream_state(std::shared_ptr<h2::server_stream> st, const net::any_io_executor& ex)
+        : s(std::move(st)), wake(ex) {}
+    std::shared_ptr<h2::server_stream> s;
     h2::wakeup wake;
     std::function<void()> cancel_upstream;  // closes what the forwarder waits on
 };
 
 }  // namespace
 
+/// The socket side of an HTTP/2 connection: reads into the frame engine (h2_frames.hpp), one
+/// writer coroutine sends what it produces, one task per stream decides and forwards it.
 class h2_server_connection : public std::enable_shared_from_this<h2_server_connection> {
 public:
     h2_server_connection(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
@@ -72,51 +64,38 @@ public:
           write_wake_(ex),
           done_wake_(ex) {}
 
-    ~h2_server_connection() {
-        if (ng_ != nullptr) {
-            nghttp2_session_del(ng_);
-        }
-    }
-
     net::awaitable<void> run() {
         const auto pin = env_.runtime->current();
         const auto& cfg = *pin->rt->cfg;
-        max_header_bytes_ = cfg.limits.max_header_bytes;
         idle_timeout_ = cfg.limits.idle_timeout;
-        if (!init_session(cfg)) {
+        frames_.emplace(
+            h2::server_frames::settings{cfg.limits.max_concurrent_streams,
+                                        cfg.limits.max_header_bytes},
+            [this](const std::shared_ptr<h2::server_stream>& s) { start_stream(s); },
+            [this] { write_wake_.notify(); });
+        if (!frames_->start()) {
             co_return;
         }
         auto self = shared_from_this();
         ++tasks_;
         net::co_spawn(ex_, writer(self), [](std::exception_ptr) {});
-        bool ok = feed(static_cast<const std::uint8_t*>(in_.data().data()), in_.size());
-        in_.consume(in_.size());
-        while (ok && !closing_) {
-            if (nghttp2_session_want_read(ng_) == 0 && nghttp2_session_want_write(ng_) == 0) {
+        bool ok = feed();
+        while (ok && !closing_ && frames_->alive()) {
+            if (draining_ && frames_->open_streams() == 0) {
                 break;
             }
-            if (draining_ && streams_.empty()) {
-                break;
-            }
-            if (streams_.empty()) {
-                io_.expires_after(idle_timeout_);
-            } else {
-                io_.expires_never();
-            }
+            update_idle();
             auto [ec, n] = co_await io_.async_read_some(in_.prepare(16 * 1024), use_tuple);
             if (ec) {
                 break;
             }
             in_.commit(n);
-            ok = feed(static_cast<const std::uint8_t*>(in_.data().data()), in_.size());
-            in_.consume(in_.size());
+            ok = feed();
         }
         // Let the writer send what is queued (GOAWAY, last frames), then end every stream.
         closing_ = true;
         write_wake_.notify();
-        for (auto& [id, st] : streams_) {
-            end_stream_state(*st);
-        }
+        frames_->end_all();
         while (tasks_ > 1) {
             co_await done_wake_.wait();
         }
@@ -126,18 +105,15 @@ public:
         while (tasks_ > 0) {
             co_await done_wake_.wait();
         }
-        streams_.clear();
     }
 
     void close_if_idle() {
         draining_ = true;
-        if (streams_.empty()) {
+        if (!frames_ || frames_->open_streams() == 0) {
             io_.close();
             return;
         }
-        nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_),
-                              NGHTTP2_NO_ERROR, nullptr, 0);
-        write_wake_.notify();
+        frames_->goaway();
     }
     void close_now() {
         closing_ = true;
@@ -145,68 +121,43 @@ public:
     }
 
 private:
-    bool init_session(const config::config& cfg) {
-        nghttp2_session_callbacks* cbs = nullptr;
-        nghttp2_session_callbacks_new(&cbs);
-        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-        nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-        nghttp2_option* opt = nullptr;
-        nghttp2_option_new(&opt);
-        // The proxy returns flow-control credit when a body's bytes have moved on upstream, so
-        // a slow upstream holds the client back instead of filling the proxy's memory.
-        nghttp2_option_set_no_auto_window_update(opt, 1);
-        const int rv = nghttp2_session_server_new2(&ng_, cbs, this, opt);
-        nghttp2_option_del(opt);
-        nghttp2_session_callbacks_del(cbs);
-        if (rv != 0) {
-            return false;
+    bool feed() {
+        const bool ok =
+            frames_->receive(static_cast<const std::uint8_t*>(in_.data().data()), in_.size());
+        in_.consume(in_.size());
+        if (!ok) {
+            h2_log()->debug("[c{}] HTTP/2 connection error: {}", conn_id_, frames_->last_error());
         }
-        const nghttp2_settings_entry iv[] = {
-            {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-             static_cast<std::uint32_t>(
-                 std::min<std::size_t>(cfg.limits.max_concurrent_streams, UINT32_MAX))},
-            {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-             static_cast<std::uint32_t>(
-                 std::min<std::size_t>(cfg.limits.max_header_bytes * 2 + 4096, UINT32_MAX))},
-        };
-        return nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv, std::size(iv)) == 0;
+        update_idle();
+        return ok;
     }
 
-    bool feed(const std::uint8_t* data, std::size_t n) {
-        if (n == 0) {
-            return true;
+    /// No deadline while streams are open (their own limits apply); idle_timeout otherwise.
+    void update_idle() {
+        const bool idle = frames_->open_streams() == 0;
+        if (idle && !idle_armed_) {
+            io_.expires_after(idle_timeout_);
+            idle_armed_ = true;
+        } else if (!idle && idle_armed_) {
+            io_.expires_never();
+            idle_armed_ = false;
         }
-        const auto rv = nghttp2_session_mem_recv(ng_, data, n);
-        write_wake_.notify();
-        if (rv < 0) {
-            h2_log()->debug("[c{}] HTTP/2 connection error: {}", conn_id_,
-                            nghttp2_strerror(static_cast<int>(rv)));
-            return false;
-        }
-        return true;
     }
 
-    // --- the single writer: what nghttp2 has queued, gathered into one write at a time
+    // --- the single writer: what the engine has queued, gathered into one write at a time
     net::awaitable<void> writer(std::shared_ptr<h2_server_connection> /*keep*/) {
         std::string out;
         for (;;) {
             out.clear();
-            while (out.size() < 64 * 1024) {
-                const std::uint8_t* data = nullptr;
-                const auto n = nghttp2_session_mem_send(ng_, &data);
-                if (n <= 0) {
-                    break;
-                }
-                out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+            frames_->produce(out, 64 * 1024);
+            if (!closing_) {
+                update_idle();
             }
             if (out.empty()) {
                 if (closing_ && tasks_ <= 1) {
                     break;
                 }
-                if (draining_ && streams_.empty()) {
+                if (draining_ && frames_->open_streams() == 0) {
                     io_.close();  // GOAWAY sent, nothing open: done
                 }
                 co_await write_wake_.wait();
@@ -223,161 +174,18 @@ private:
         done_wake_.notify();
     }
 
-    void signal_write() { write_wake_.notify(); }
-
-    void end_stream_state(stream_state& st) {
-        st.closed = true;
-        if (!st.req.eof) {
-            st.req.abort();
-        }
-        if (st.cancel_upstream) {
-            st.cancel_upstream();
-        }
-        st.wake.notify();
-    }
-
-    // --- nghttp2 callbacks (user_data = this)
-    static h2_server_connection& self_of(void* ud) {
-        return *static_cast<h2_server_connection*>(ud);
-    }
-    static stream_state* stream_of(nghttp2_session* s, std::int32_t id) {
-        return static_cast<stream_state*>(nghttp2_session_get_stream_user_data(s, id));
-    }
-
-    static int on_begin_headers(nghttp2_session* s, const nghttp2_frame* f, void* ud) {
-        auto& c = self_of(ud);
-        if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
-            return 0;
-        }
-        auto st = std::make_shared<stream_state>(f->hd.stream_id, c.ex_);
-        nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st.get());
-        c.streams_.emplace(f->hd.stream_id, std::move(st));
-        return 0;
-    }
-
-    static int on_header(nghttp2_session* s, const nghttp2_frame* f, const std::uint8_t* name,
-                         std::size_t namelen, const std::uint8_t* value, std::size_t valuelen,
-                         std::uint8_t /*flags*/, void* ud) {
-        auto& c = self_of(ud);
-        auto* st = stream_of(s, f->hd.stream_id);
-        if (st == nullptr || f->hd.type != NGHTTP2_HEADERS) {
-            return 0;
-        }
-        std::string n(reinterpret_cast<const char*>(name), namelen);
-        std::string v(reinterpret_cast<const char*>(value), valuelen);
-        if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-            // The decoded block counts as an HTTP/1.1 head would ("name: value\r\n").
-            st->header_bytes += namelen + valuelen + 4;
-            if (st->header_bytes > c.max_header_bytes_) {
-                st->too_large = true;
-                return 0;
+    void start_stream(const std::shared_ptr<h2::server_stream>& s) {
+        auto st = std::make_shared<stream_state>(s, ex_);
+        s->req.on_readable = [w = st.get()] { w->wake.notify(); };
+        s->res.on_consumed = [w = st.get()](std::size_t) { w->wake.notify(); };
+        s->on_end = [w = st.get()] {
+            if (w->cancel_upstream) {
+                w->cancel_upstream();
             }
-            st->headers.emplace_back(std::move(n), std::move(v));
-        } else {
-            st->req.trailers.emplace_back(std::move(n), std::move(v));
-        }
-        return 0;
-    }
-
-    static int on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* ud) {
-        auto& c = self_of(ud);
-        auto* st = stream_of(s, f->hd.stream_id);
-        if (st == nullptr) {
-            return 0;
-        }
-        const bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-        if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-            if (end) {
-                st->req.eof = true;
-            }
-            st->has_body = !end;
-            c.start_stream(f->hd.stream_id);
-        } else if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end) {
-            st->req.finish();
-        }
-        return 0;
-    }
-
-    static int on_data_chunk(nghttp2_session* s, std::uint8_t /*flags*/, std::int32_t id,
-                             const std::uint8_t* data, std::size_t len, void* /*ud*/) {
-        // The connection window is returned at once: one stream whose upstream is slow must not
-        // stall the connection's other streams. The stream's window returns as its bytes move on.
-        nghttp2_session_consume_connection(s, len);
-        auto* st = stream_of(s, id);
-        if (st == nullptr || st->discard_body || st->closed) {
-            nghttp2_session_consume_stream(s, id, len);  // nobody reads it: return the credit
-            return 0;
-        }
-        st->req.write(data, len);
-        return 0;
-    }
-
-    static int on_stream_close(nghttp2_session* s, std::int32_t id, std::uint32_t /*error*/,
-                               void* ud) {
-        auto& c = self_of(ud);
-        const auto it = c.streams_.find(id);
-        if (it == c.streams_.end()) {
-            return 0;
-        }
-        nghttp2_session_set_stream_user_data(s, id, nullptr);
-        auto st = std::move(it->second);
-        c.streams_.erase(it);
-        c.end_stream_state(*st);
-        if (c.streams_.empty()) {
-            // Idle again: the pending read gets idle_timeout (no deadline while streams run).
-            c.io_.expires_after(c.idle_timeout_);
-            c.write_wake_.notify();  // a drain may be waiting for the last stream
-        }
-        return 0;
-    }
-
-    static ssize_t read_body(nghttp2_session* s, std::int32_t id, std::uint8_t* buf,
-                             std::size_t length, std::uint32_t* flags, nghttp2_data_source* src,
-                             void* /*ud*/) {
-        auto* st = static_cast<stream_state*>(src->ptr);
-        if (st->res.aborted) {
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // RST_STREAM: the body broke
-        }
-        const std::size_t n = st->res.read(buf, length);
-        if (st->res.pending() == 0 && st->res.eof) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (!st->res.trailers.empty()) {
-                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-                const auto nva = h2::make_nvs(st->res.trailers);
-                nghttp2_submit_trailer(s, id, nva.data(), nva.size());
-            }
-            return static_cast<ssize_t>(n);
-        }
-        if (n == 0) {
-            st->deferred = true;
-            return NGHTTP2_ERR_DEFERRED;
-        }
-        return static_cast<ssize_t>(n);
-    }
-
-    // --- one stream's request
-    void start_stream(std::int32_t id) {
-        const auto it = streams_.find(id);
-        if (it == streams_.end() || it->second->started) {
-            return;
-        }
-        auto st = it->second;
-        st->started = true;
-        // The pipes' hooks: request body credit back to the client, response body to nghttp2.
-        st->req.on_readable = [w = st.get()] { w->wake.notify(); };
-        st->req.on_consumed = [this, id](std::size_t n) {
-            nghttp2_session_consume_stream(ng_, id, n);
-            signal_write();
+            w->wake.notify();
         };
-        st->res.on_readable = [this, w = st.get()] {
-            if (w->deferred && !w->closed) {
-                w->deferred = false;
-                nghttp2_session_resume_data(ng_, w->id);
-            }
-            signal_write();
-        };
-        st->res.on_consumed = [w = st.get()](std::size_t) { w->wake.notify(); };
         ++tasks_;
+        update_idle();
         net::co_spawn(ex_, stream_task(shared_from_this(), st), [](std::exception_ptr e) {
             if (e) {
                 try {
@@ -390,27 +198,7 @@ private:
     }
 
     void respond(stream_state& st, int status, header_list fields, bool end) {
-        if (st.closed || st.submitted) {
-            return;
-        }
-        st.submitted = true;
-        char digits[8];
-        const auto r = std::to_chars(digits, digits + sizeof digits, status);
-        header_list all;
-        all.reserve(fields.size() + 1);
-        all.emplace_back(":status", std::string(digits, r.ptr));
-        for (auto& f : fields) {
-            all.push_back(std::move(f));
-        }
-        const auto nva = h2::make_nvs(all);
-        nghttp2_data_provider prd;
-        prd.source.ptr = &st;
-        prd.read_callback = read_body;
-        nghttp2_submit_response(ng_, st.id, nva.data(), nva.size(), end ? nullptr : &prd);
-        if (end) {
-            st.res.eof = true;
-        }
-        signal_write();
+        frames_->respond(*st.s, status, fields, end);
     }
 
     /// A §6 refusal on the stream (gRPC-shaped for gRPC requests).
@@ -441,14 +229,14 @@ private:
             } else {
                 respond(st, spec.status, std::move(f), false);
                 bytes_out = body.size();
-                st.res.write(reinterpret_cast<const std::uint8_t*>(body.data()), body.size());
-                st.res.finish();
+                st.s->res.write(reinterpret_cast<const std::uint8_t*>(body.data()), body.size());
+                st.s->res.finish();
             }
         }
         // The rest of a request body is not needed: consume it as it comes.
-        st.discard_body = true;
-        if (st.req.pending() > 0) {
-            st.req.consume(st.req.pending());
+        st.s->discard_body = true;
+        if (st.s->req.pending() > 0) {
+            st.s->req.consume(st.s->req.pending());
         }
     }
 
@@ -466,7 +254,7 @@ private:
         std::string authority;
         std::string cookies;
         header_fields fields;
-        for (const auto& [n, v] : st->headers) {
+        for (const auto& [n, v] : st->s->headers) {
             if (n == ":method") {
                 method = v;
             } else if (n == ":path") {
@@ -504,7 +292,7 @@ private:
                 content_length = v;
             }
         }
-        if (st->too_large) {
+        if (st->s->too_large) {
             d = {core::decision_kind::headers_too_large, ""};
         } else if (method == "CONNECT" || path.empty() || path[0] != '/') {
             d = {core::decision_kind::bad_request, "malformed_request"};
@@ -540,7 +328,7 @@ private:
         int status = 0;
         std::uint64_t bytes = 0;
         std::optional<double> upstream_ms;
-        if (st->closed) {
+        if (st->s->closed) {
             // The client reset the stream while it was being decided: nothing to answer.
         } else if (!d.allowed()) {
             refuse(*st, d, request_id, grpc, method == "HEAD", status, bytes);
@@ -551,16 +339,16 @@ private:
             const auto forwarded = co_await forward(*st, rt, fields, method, auth.id.get(), target,
                                                     request_id, status, upstream_ms);
             if (!forwarded.allowed()) {
-                if (st->submitted) {
+                if (st->s->submitted) {
                     // The response had started: the client can only be told by a reset.
-                    if (!st->closed) {
-                        st->res.abort();
+                    if (!st->s->closed) {
+                        st->s->res.abort();
                     }
-                } else if (!st->closed) {
+                } else if (!st->s->closed) {
                     refuse(*st, forwarded, request_id, grpc, method == "HEAD", status, bytes);
                 }
             } else {
-                bytes = st->res.total;
+                bytes = st->s->res.total;
             }
         }
         if (status != 0) {
@@ -585,12 +373,14 @@ private:
             r.upstream_ms = upstream_ms;
             log_access(cfg.log, r);
         }
+        // The engine may outlive this task's state: its hooks must not reach it any more.
         st->cancel_upstream = nullptr;
+        st->s->on_end = nullptr;
+        st->s->req.on_readable = nullptr;
+        st->s->res.on_consumed = nullptr;
         --tasks_;
         done_wake_.notify();
-        if (streams_.empty()) {
-            write_wake_.notify();
-        }
+        write_wake_.notify();
     }
 
     /// Forward-auth over HTTP/2: the same answer as on HTTP/1.1 (proxy/forward_auth.hpp), its
@@ -621,7 +411,7 @@ private:
             }
             f.emplace_back(std::move(name), std::string(value));
         }
-        st.discard_body = true;
+        st.s->discard_body = true;
         respond(st, 200, std::move(f), true);
     }
 
@@ -646,17 +436,17 @@ private:
         fp.id = ident;
 
         h2::stream_io io;
-        io.req = &st.req;
-        io.res = &st.res;
+        io.req = &st.s->req;
+        io.res = &st.s->res;
         io.request_id = request_id;
         io.wake = &st.wake;
-        io.request_has_body = st.has_body;
+        io.request_has_body = st.s->has_body;
         io.max_body_bytes = cfg.limits.max_body_bytes;
         io.client_idle_timeout = cfg.limits.idle_timeout;
         io.respond = [this, &st](int s, header_list f, bool end) {
             respond(st, s, std::move(f), end);
         };
-        io.client_gone = [&st] { return st.closed; };
+        io.client_gone = [&st] { return st.s->closed; };
         std::string full_path = cfg.upstream.base_path + target.path;
         if (target.has_query) {
             full_path += '?';
@@ -700,14 +490,13 @@ private:
     bool tls_;
     std::uint64_t conn_id_;
     net::any_io_executor ex_;
-    nghttp2_session* ng_ = nullptr;
-    std::map<std::int32_t, std::shared_ptr<stream_state>> streams_;
+    std::optional<h2::server_frames> frames_;
     h2::wakeup write_wake_;
     h2::wakeup done_wake_;
     int tasks_ = 0;
     bool closing_ = false;
     bool draining_ = false;
-    std::size_t max_header_bytes_ = 16384;
+    bool idle_armed_ = false;
     clock::duration idle_timeout_ = std::chrono::seconds(60);
 };
 

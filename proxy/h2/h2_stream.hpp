@@ -6,6 +6,11 @@
 // the two body pipes, and the calls that answer the client.
 #include "core/auth_decision.hpp"
 #include "proxy/h2/h2_common.hpp"
+#include "proxy/net.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <functional>
@@ -18,6 +23,29 @@ class upstream_pool;
 }
 
 namespace clerk::proxy::h2 {
+
+/// A coroutine waits on it until another party on the same loop calls notify(). Waiting after
+/// checking a condition is race-free: the loop is single-threaded, so no notify can slip in
+/// between the check and the wait.
+class wakeup {
+public:
+    explicit wakeup(const net::any_io_executor& ex) : timer_(ex) {
+        timer_.expires_at(std::chrono::steady_clock::time_point::max());
+    }
+    net::awaitable<void> wait() {
+        timer_.expires_at(std::chrono::steady_clock::time_point::max());
+        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    /// Waits at most `d` (a deadline for the condition the caller re-checks).
+    net::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
+        timer_.expires_after(d);
+        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    void notify() { timer_.cancel(); }
+
+private:
+    net::steady_timer timer_;
+};
 
 struct stream_io {
     /// The upstream request: pseudo-headers first (:method, :scheme, :authority, :path), then

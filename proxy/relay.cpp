@@ -560,7 +560,11 @@ private:
 
 net::awaitable<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
     if (pool.settings().protocol != config::upstream_protocol::http1) {
-        co_return co_await forward_via_h2(ex, pool);
+        const auto d = co_await forward_via_h2(ex, pool);
+        if (ex.upstream_ms) {
+            m.upstream_duration(*ex.upstream_ms / 1000.0);
+        }
+        co_return d;
     }
     relay r(ex, pool, m);
     co_return co_await r.run();

@@ -480,6 +480,9 @@ private:
         }
         status = io.status;
         upstream_ms = io.upstream_ms;
+        if (upstream_ms) {
+            env_.m->upstream_duration(*upstream_ms / 1000.0);
+        }
         co_return d;
     }
 

@@ -126,7 +126,10 @@ grpc_port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 
 
-# --- HTTP/1.1 echo upstream
+# --- HTTP/1.1 echo upstream (every request's headers are kept in echo_seen)
+echo_seen = []
+
+
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -141,8 +144,10 @@ class Echo(BaseHTTPRequestHandler):
                     self.rfile.readline() if False else None
                     break
                 body += chunk
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        echo_seen.append(headers)
         data = json.dumps({"method": self.command, "path": self.path, "body_len": len(body),
-                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+                           "headers": headers}).encode()
         if self.path.startswith("/big"):
             data = b"x" * (1 << 20)
         self.send_response(200)
@@ -229,10 +234,38 @@ threads: 1
 """
 # forward_auth: every stream answered by the proxy itself (no upstream), for the stream-churn check
 load_port, load_proc = plain_proxy("load-proxy", 'mode: forward_auth\nlisten: "127.0.0.1:0"\n'
-                                   'http2: true\nlimits:\n  max_concurrent_streams: 100\n' + common)
+                                   'http2: true\nlimits:\n  max_concurrent_streams: 100\n'
+                                   + common.replace('listen: ""', 'listen: "127.0.0.1:0"'))
+load_admin = int(wait_line(os.path.join(work, "load-proxy.log"),
+                           r"admin listening on 127.0.0.1:(\d+)").group(1))
+
+
+def wait_no_connections(seconds=10):
+    """Until the load proxy reports no open client connection (its admin /metrics)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{load_admin}/metrics").read().decode()
+        m = re.search(r"^clerk_proxy_active_connections (\d+)", text, re.M)
+        if m and int(m.group(1)) == 0:
+            return True
+        time.sleep(0.05)
+    return False
 slow_port, slow_proc = plain_proxy("slow-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
                                    f'upstream:\n  url: "http://127.0.0.1:{echo.server_address[1]}"\n'
                                    + common)
+
+
+# upstream.protocol h2 (TLS + ALPN): to the TLS proxy above (which selects h2), and to a TLS
+# listener without http2 (which selects http/1.1: 502).
+tls_h1_port, _ = plain_proxy("tls-h1-proxy", 'listen: "127.0.0.1:0"\n'
+                             f'upstream:\n  url: "http://127.0.0.1:{echo.server_address[1]}"\n'
+                             f'tls:\n  cert_file: "{cert}"\n  key_file: "{key}"\n' + common)
+h2tls_port, _ = plain_proxy("h2tls-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+                            f'upstream:\n  url: "https://127.0.0.1:{tls_proxy}"\n  protocol: h2\n'
+                            '  tls_verify: false\nauth:\n  forward_authorization: true\n' + common)
+noalpn_port, _ = plain_proxy("noalpn-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+                             f'upstream:\n  url: "https://127.0.0.1:{tls_h1_port}"\n  protocol: h2\n'
+                             '  tls_verify: false\n' + common)
 
 
 def fds(p):
@@ -407,10 +440,57 @@ try:
           refused == 1 and ended == 7, (refused, ended))
     sock.close()
 
+    # --- upstream.protocol h2: HTTP/2 over TLS, chosen by ALPN
+    code, version, body = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
+                               f"http://127.0.0.1:{h2tls_port}/via-h2-tls")
+    seen = json.loads(body) if code == 200 else {}
+    check("upstream.protocol h2: HTTP/2 over TLS to an upstream that selects h2 -> 200",
+          code == 200 and seen.get("path") == "/via-h2-tls", (code, body[:200]))
+    code, version, body = curl("--http1.1", "-H", "Authorization: Bearer " + token,
+                               f"http://127.0.0.1:{noalpn_port}/x")
+    check("upstream.protocol h2: an upstream that does not select h2 -> 502 upstream_unavailable",
+          code == 502 and "h2_not_negotiated" in body, (code, body))
+
+    # --- header smuggling: a field value with CR LF (or a name with upper case) must never
+    # become a header line of the HTTP/1.1 upstream request.
+    seen_before = len(echo_seen)
+    sock = socket.create_connection(("127.0.0.1", http_proxy))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/smuggle"), (":scheme", "http"),
+                          (":authority", "x"), ("authorization", "Bearer " + token),
+                          ("x-evil", "a\r\nx-clerk-machine-id: mch_evil")], end_stream=True)
+    conn.send_headers(3, [(":method", "GET"), (":path", "/smuggle"), (":scheme", "http"),
+                          (":authority", "x"), ("authorization", "Bearer " + token),
+                          ("X-Upper", "1")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(5)
+    outcomes = {}
+    deadline = time.time() + 5
+    while len(outcomes) < 2 and time.time() < deadline:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.StreamReset):
+                outcomes[ev.stream_id] = "reset"
+            elif isinstance(ev, h2.events.ResponseReceived):
+                outcomes[ev.stream_id] = dict(ev.headers).get(b":status", b"").decode()
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    smuggled = [h for h in echo_seen[seen_before:] if "mch_evil" in json.dumps(h)]
+    check("a CR LF in an HTTP/2 field value never reaches the upstream as a header line",
+          not smuggled and outcomes.get(1) in ("reset", "400"), (outcomes, smuggled))
+    check("an upper-case HTTP/2 field name is refused", outcomes.get(3) in ("reset", "400"),
+          outcomes)
+
     # --- 10,000 concurrent streams over 100 connections (h2load), then nothing left behind
     # The token is verified (and Clerk's keep-alive connection opened) before the baseline.
     code, _, _ = curl("--http2-prior-knowledge", "-H", "Authorization: Bearer " + token,
                       f"http://127.0.0.1:{load_port}/warm")
+    wait_no_connections()
+    time.sleep(0.5)  # not a wait for a result: only lets the scrape's admin connection close
     fd0 = fds(load_proc)
 
     def churn():
@@ -418,9 +498,11 @@ try:
                             "authorization: Bearer " + token, f"http://127.0.0.1:{load_port}/x"],
                            capture_output=True, text=True, timeout=120)
         m = re.search(r"status codes: (\d+) 2xx", r.stdout)
-        deadline = time.time() + 10
-        while fds(load_proc) != fd0 and time.time() < deadline:
-            time.sleep(0.1)
+        wait_no_connections()
+        # The scrape's own admin connection closes a moment after the answer.
+        deadline = time.time() + 3
+        while fds(load_proc) > fd0 and time.time() < deadline:
+            time.sleep(0.05)
         return (int(m.group(1)) if m else -1), fds(load_proc), rss_kib(load_proc), r.stdout
 
     ok1, fd1, rss1, out = churn()

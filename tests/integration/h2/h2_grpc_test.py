@@ -27,6 +27,9 @@ import h2.events
 import h2.settings
 
 PROXY, EMULATOR = sys.argv[1], sys.argv[2]
+# Under ASan/TSan the RSS says nothing about the proxy (quarantine, shadow memory): the RSS
+# checks run on the release build only; descriptor checks run everywhere.
+SANITIZED = any(part in PROXY for part in ("/asan/", "/tsan/"))
 work = tempfile.mkdtemp(prefix="h2-grpc-")
 procs = []
 failures = []
@@ -515,8 +518,9 @@ try:
     ok2, fd2, rss2, out = churn()
     check("a second identical run: all 200, descriptors back again", ok2 == 10000 and fd2 == fd0,
           (ok2, fd0, fd2))
-    check("a second identical run leaves the RSS where the first left it (+/- 8 MiB)",
-          abs(rss2 - rss1) < 8 * 1024, (rss1, rss2))
+    if not SANITIZED:
+        check("a second identical run leaves the RSS where the first left it (+/- 8 MiB)",
+              abs(rss2 - rss1) < 8 * 1024, (rss1, rss2))
     print(f"     (descriptors {fd0} -> {fd1} -> {fd2}, RSS after runs {rss1} -> {rss2} KiB)")
 
     # --- a client that never returns flow-control credit: 40 streams of 1 MiB each stop at
@@ -550,8 +554,9 @@ try:
     rss1 = rss_kib(slow_proc)
     check("a non-reading client gets its 40 stream windows' worth and no more",
           40 * 65535 * 0.9 <= received <= 40 * 65535, received)
-    check("and the proxy's RSS grows by less than 40 x 2 windows + 8 MiB (not 40 MiB)",
-          rss1 - rss0 < 40 * 128 + 8 * 1024, (rss0, rss1))
+    if not SANITIZED:
+        check("and the proxy's RSS grows by less than 40 x 2 windows + 8 MiB (not 40 MiB)",
+              rss1 - rss0 < 40 * 128 + 8 * 1024, (rss0, rss1))
     print(f"     (received {received} bytes; RSS {rss0} -> {rss1} KiB)")
     sock.close()
 

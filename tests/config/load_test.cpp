@@ -680,8 +680,8 @@ TEST_CASE("every deploy/examples config loads with its documented environment",
         CHECK(r.ok());
     }
     std::sort(names.begin(), names.end());
-    CHECK(names ==
-          std::vector<std::string>{"demo.yaml", "gateway.yaml", "minimal.yaml", "sidecar.yaml"});
+    CHECK(names == std::vector<std::string>{"demo.yaml", "gateway.yaml", "grpc-sidecar.yaml",
+                                            "minimal.yaml", "sidecar.yaml"});
 }
 
 TEST_CASE("examples without their required environment fail naming the variable",

@@ -296,7 +296,8 @@ TEST_CASE("every deploy/examples config passes --check", "[cli]") {
     const std::map<std::string, std::string> env{{"CLERK_MACHINE_SECRET_KEY", "ak_example"},
                                                  {"CLERK_SECRET_KEY", "sk_test_example"},
                                                  {"CLERK_MACHINE_ID", "mch_example"}};
-    for (const char* name : {"demo.yaml", "minimal.yaml", "sidecar.yaml", "gateway.yaml"}) {
+    for (const char* name :
+         {"demo.yaml", "minimal.yaml", "sidecar.yaml", "gateway.yaml", "grpc-sidecar.yaml"}) {
         const std::string path = std::string(CLERK_SOURCE_DIR) + "/deploy/examples/" + name;
         INFO(path);
         const auto r = run_proxy({"--config", path, "--check"}, env);

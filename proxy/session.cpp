@@ -324,7 +324,8 @@ private:
             res.set(http::field::retry_after, spec.retry_after);
         }
         res.body() = core::problem_body(d.kind, d.reason, ex.request_id);
-        if (ex.parser.is_header_done() &&
+        // Never in forward-auth mode: there a 2xx means "allow" to the gateway.
+        if (ex.rt.cfg->mode == config::proxy_mode::proxy && ex.parser.is_header_done() &&
             core::is_grpc_content_type(ex.parser.get()[http::field::content_type])) {
             // A gRPC client (gRPC-Web over HTTP/1.1) reads the status from grpc-status, not from
             // a JSON body: HTTP 200, trailers-only. Metrics and the access log keep the §6 status.

@@ -64,6 +64,7 @@ public:
         if (ng_ != nullptr) {
             nghttp2_session_del(ng_);
         }
+        ended_.clear();  // after the session
     }
 
     bool start(const net::any_io_executor& ex) {
@@ -90,7 +91,9 @@ public:
     }
 
     bool usable() const {
-        if (dead_ || ng_ == nullptr || nghttp2_session_want_read(ng_) == 0) {
+        // After a GOAWAY from the upstream (or a refused submit) no new stream goes here.
+        if (dead_ || closing_ || ng_ == nullptr || nghttp2_session_want_read(ng_) == 0 ||
+            nghttp2_session_check_request_allowed(ng_) == 0) {
             return false;
         }
         const auto limit =
@@ -149,18 +152,15 @@ public:
             cancel_detached(cs);
         }
     }
-    void close() {
-        dead_ = true;
-        io_->close();
-        wake_.notify();
-    }
+    /// No new stream on this connection; the open ones go on.
+    void retire() { closing_ = true; }
 
 private:
     net::awaitable<void> reader(std::shared_ptr<client_connection> /*keep*/) {
         std::array<std::uint8_t, 16 * 1024> buf;
         for (;;) {
             auto [ec, n] = co_await io_->async_read_some(net::buffer(buf), use_tuple);
-            if (ec) {
+            if (ec || dead_) {
                 break;
             }
             const auto rv = nghttp2_session_mem_recv(ng_, buf.data(), n);
@@ -213,9 +213,11 @@ private:
         auto streams = std::move(streams_);
         streams_.clear();
         for (auto& [id, cs] : streams) {
+            nghttp2_session_set_stream_user_data(ng_, id, nullptr);
             end_stream(*cs, NGHTTP2_INTERNAL_ERROR);
+            // nghttp2's data provider may still point at it: kept as long as the session.
+            ended_.push_back(std::move(cs));
         }
-        streams.clear();
     }
 
     static void end_stream(client_stream& cs, std::uint32_t error) {
@@ -337,9 +339,15 @@ private:
         }
         if (req.eof && req.pending() == 0) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (!req.trailers.empty()) {
+            header_list trailers;
+            for (const auto& t : req.trailers) {
+                if (cs.io->trailer_allowed && cs.io->trailer_allowed(t.first)) {
+                    trailers.push_back(t);
+                }
+            }
+            if (!trailers.empty()) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-                const auto nva = make_nvs(req.trailers);
+                const auto nva = make_nvs(trailers);
                 nghttp2_submit_trailer(s, id, nva.data(), nva.size());
             }
             return static_cast<ssize_t>(n);
@@ -354,8 +362,10 @@ private:
     std::unique_ptr<any_stream> io_;
     nghttp2_session* ng_ = nullptr;
     std::map<std::int32_t, std::shared_ptr<client_stream>> streams_;
+    std::vector<std::shared_ptr<client_stream>> ended_;  // fail_all()'s, kept for nghttp2
     wakeup wake_;
     bool dead_ = false;
+    bool closing_ = false;
 };
 
 namespace {
@@ -397,14 +407,17 @@ net::awaitable<std::shared_ptr<client_connection>> acquire(upstream_pool& pool,
         co_return nullptr;
     }
     conns.push_back(c);
-    // Beyond max_idle_connections, connections without streams are let go.
     co_return c;
 }
 
 }  // namespace
 
-net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool) {
-    const auto started = clock::now();
+namespace {
+
+/// One try of forward_h2. `refused` is set when the upstream refused the stream before taking
+/// any of it (REFUSED_STREAM, e.g. a GOAWAY racing the request): it may be sent again.
+net::awaitable<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
+                                           clock::time_point started, bool& refused) {
     core::auth_decision failure{core::decision_kind::upstream_unavailable, "connect_failed"};
     auto csp = std::make_shared<client_stream>();
     auto& cs = *csp;
@@ -415,8 +428,11 @@ net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& poo
         if (!conn) {
             co_return failure;
         }
+        if (io.client_gone()) {
+            co_return core::auth_decision{};
+        }
         if (!conn->submit(csp)) {
-            conn->close();
+            conn->retire();  // its open streams go on; new ones take another connection
             conn.reset();
         }
     }
@@ -454,6 +470,10 @@ net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& poo
         if (cs.too_large) {
             co_return core::auth_decision{core::decision_kind::body_too_large, ""};
         }
+        if (cs.error == NGHTTP2_REFUSED_STREAM && cs.sent == 0) {
+            conn->retire();
+            refused = true;
+        }
         co_return core::auth_decision{
             core::decision_kind::upstream_unavailable,
             cs.error == NGHTTP2_REFUSED_STREAM ? "stream_refused" : "upstream_closed"};
@@ -468,14 +488,42 @@ net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& poo
     }
     io.respond(cs.status, std::move(headers), end);
     // The body streams through the pipes; wait until the upstream stream ends or the client
-    // goes away.
+    // goes away. Without a byte moving either way for upstream.timeout (as a body read on
+    // HTTP/1.1), the stream is given up: reset upstream, the client's stream reset.
+    const auto inactivity = pool.settings().timeout;
+    auto progress = io.res->total + io.req->total;
+    auto last_progress = clock::now();
     while (!cs.closed && !io.client_gone()) {
-        co_await io.wake->wait();
+        const auto now = clock::now();
+        if (io.res->total + io.req->total != progress) {
+            progress = io.res->total + io.req->total;
+            last_progress = now;
+        } else if (now - last_progress >= inactivity) {
+            client_log()->info("[r{}] HTTP/2 upstream stream idle for upstream.timeout: reset",
+                               io.request_id);
+            conn->cancel(cs);
+            io.res->abort();
+            co_return core::auth_decision{};
+        }
+        co_await io.wake->wait_for(last_progress + inactivity - now);
     }
     if (!cs.closed) {
         conn->cancel(cs);
     }
     co_return core::auth_decision{};
+}
+
+}  // namespace
+
+net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool) {
+    const auto started = clock::now();
+    bool refused = false;
+    auto d = co_await try_h2(io, pool, started, refused);
+    if (refused && !io.client_gone()) {
+        refused = false;
+        d = co_await try_h2(io, pool, started, refused);
+    }
+    co_return d;
 }
 
 }  // namespace h2

@@ -25,6 +25,7 @@ server_frames::~server_frames() {
     if (ng_ != nullptr) {
         nghttp2_session_del(ng_);
     }
+    ended_.clear();  // after the session: it may refer to them until deleted
 }
 
 bool server_frames::start() {
@@ -136,7 +137,11 @@ void server_frames::end_all() {
         if (ng_ != nullptr) {
             nghttp2_session_set_stream_user_data(ng_, id, nullptr);
         }
+        // nghttp2 still knows the stream (and its data provider points at it) until the
+        // session is deleted: the body is cut and the object kept alive as long as the session.
+        s->res.aborted = true;
         end_stream(*s);
+        ended_.push_back(std::move(s));
     }
 }
 
@@ -210,9 +215,15 @@ int server_frames::on_header(nghttp2_session* s, const nghttp2_frame* f, const s
         }
         st->headers.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
                                  std::string(reinterpret_cast<const char*>(value), valuelen));
-    } else if (st->req.trailers.size() < 64) {
-        st->req.trailers.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen),
-                                      std::string(reinterpret_cast<const char*>(value), valuelen));
+    } else {
+        // Trailers count against the same bound as the head (HPACK lets a few input bytes
+        // expand to many); past it they are dropped.
+        st->header_bytes += namelen + valuelen + 4;
+        if (st->header_bytes <= c.settings_.max_header_bytes) {
+            st->req.trailers.emplace_back(
+                std::string(reinterpret_cast<const char*>(name), namelen),
+                std::string(reinterpret_cast<const char*>(value), valuelen));
+        }
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -95,6 +96,7 @@ private:
     std::function<void()> on_output_;
     nghttp2_session* ng_ = nullptr;
     std::map<std::int32_t, std::shared_ptr<server_stream>> streams_;
+    std::vector<std::shared_ptr<server_stream>> ended_;  // end_all()'s, kept for nghttp2
     std::string last_error_;
 };
 

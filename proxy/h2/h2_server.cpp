@@ -17,6 +17,7 @@
 #include "proxy/upstream_pool.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 
@@ -145,8 +146,11 @@ private:
     }
 
     // --- the single writer: what the engine has queued, gathered into one write at a time
-    net::awaitable<void> writer(std::shared_ptr<h2_server_connection> /*keep*/) {
+    net::awaitable<void> writer(std::shared_ptr<h2_server_connection> self) {
         std::string out;
+        // A client that stops reading the socket (whatever its windows say) blocks a write: it
+        // gets idle_timeout per write, then the connection is closed.
+        net::steady_timer write_deadline(ex_);
         for (;;) {
             out.clear();
             frames_->produce(out, 64 * 1024);
@@ -163,7 +167,17 @@ private:
                 co_await write_wake_.wait();
                 continue;
             }
+            write_deadline.expires_after(idle_timeout_);
+            write_deadline.async_wait([self](const boost::system::error_code& ec) {
+                if (!ec) {
+                    h2_log()->info("[c{}] HTTP/2 client not reading: connection closed",
+                                   self->conn_id_);
+                    self->closing_ = true;
+                    self->io_.close();
+                }
+            });
             auto [ec, n] = co_await net::async_write(io_, net::buffer(out), use_tuple);
+            write_deadline.cancel();
             if (ec) {
                 closing_ = true;
                 io_.close();
@@ -279,7 +293,10 @@ private:
         }
         std::string request_id;
         request_id_for(fields, request_id);
-        const bool grpc = core::is_grpc_content_type(fields[http::field::content_type]);
+        // gRPC-shaped refusals only in proxy mode: in forward-auth mode a 2xx means "allow" to
+        // the gateway, whatever the content type of the request it asks about.
+        const bool grpc = cfg.mode == config::proxy_mode::proxy &&
+                          core::is_grpc_content_type(fields[http::field::content_type]);
 
         core::normalized_target target;
         request_auth auth;
@@ -373,6 +390,12 @@ private:
             r.upstream_ms = upstream_ms;
             log_access(cfg.log, r);
         }
+        // Whatever of the request body still comes is not needed any more: its credit returns
+        // as it arrives, so the client can finish the stream.
+        st->s->discard_body = true;
+        if (st->s->req.pending() > 0) {
+            st->s->req.consume(st->s->req.pending());
+        }
         // The engine may outlive this task's state: its hooks must not reach it any more.
         st->cancel_upstream = nullptr;
         st->s->on_end = nullptr;
@@ -442,6 +465,10 @@ private:
         io.wake = &st.wake;
         io.request_has_body = st.s->has_body;
         io.max_body_bytes = cfg.limits.max_body_bytes;
+        io.trailer_allowed = [&rt, fwd = cfg.auth.forward_authorization](std::string_view name) {
+            return !name.starts_with(':') && !h2::is_connection_specific(name) &&
+                   !rt.rules.must_remove(name, {}) && (fwd || name != "authorization");
+        };
         io.client_idle_timeout = cfg.limits.idle_timeout;
         io.respond = [this, &st](int s, header_list f, bool end) {
             respond(st, s, std::move(f), end);

@@ -53,6 +53,9 @@ struct stream_io {
     header_list request;
     bool request_has_body = false;
     std::uint64_t max_body_bytes = 0;  ///< limits.max_body_bytes (0 = unlimited)
+    /// Whether a request trailer may go upstream (identity headers, Authorization unless
+    /// forwarded, and hop-by-hop fields never do): set by the downstream side.
+    std::function<bool(std::string_view name)> trailer_allowed;
     /// limits.idle_timeout: how long a response may wait for a client that does not read.
     std::chrono::steady_clock::duration client_idle_timeout = std::chrono::seconds(60);
     body_pipe* req = nullptr;  ///< client -> upstream body (its consumer is the forwarder)
@@ -66,7 +69,6 @@ struct stream_io {
     /// The stream's wake-up: notified when the request pipe has data, eof or abort, when the
     /// response pipe has room, and when the client goes away.
     wakeup* wake = nullptr;
-    net::awaitable<void> wait_request() { co_await wake->wait(); }
     int status = 0;  ///< the upstream's status, once it answered
     std::optional<double> upstream_ms;
 };

@@ -85,6 +85,9 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
                 core::decision_kind::upstream_unavailable,
                 aec == beast::error::timeout ? "connect_timeout" : "connect_failed"};
         }
+        if (io.client_gone()) {
+            co_return core::auth_decision{};  // reset while the connection was being made
+        }
         auto* up = g.conn.stream.get();
         cancel = [up] { up->close(); };
         up->expires_after(ucfg.timeout);
@@ -103,11 +106,18 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
             auto& req = *io.req;
             std::uint64_t sent = 0;
             for (;;) {
-                while (req.pending() == 0 && !req.eof && !req.aborted) {
-                    co_await io.wait_request();
+                // A client that stops sending its body is given idle_timeout per piece.
+                const auto stalled = clock::now() + io.client_idle_timeout;
+                while (req.pending() == 0 && !req.eof && !req.aborted && clock::now() < stalled) {
+                    co_await io.wake->wait_for(stalled - clock::now());
                 }
                 if (req.aborted) {
                     co_return core::auth_decision{};  // the client went away
+                }
+                if (req.pending() == 0 && !req.eof) {
+                    log->info("[r{}] request body: client too slow, stream refused", io.request_id);
+                    co_return core::auth_decision{core::decision_kind::bad_request,
+                                                  "client_too_slow"};
                 }
                 const auto data = req.peek();
                 sent += data.size();

@@ -271,6 +271,11 @@ noalpn_port, _ = plain_proxy("noalpn-proxy", 'listen: "127.0.0.1:0"\nhttp2: true
                              '  tls_verify: false\n' + common)
 
 
+stall_port, _ = plain_proxy("stall-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+                           f'upstream:\n  url: "http://127.0.0.1:{echo.server_address[1]}"\n'
+                           'limits:\n  idle_timeout: 1s\n' + common)
+
+
 def fds(p):
     return len(os.listdir(f"/proc/{p.pid}/fd"))
 
@@ -453,6 +458,39 @@ try:
                                f"http://127.0.0.1:{noalpn_port}/x")
     check("upstream.protocol h2: an upstream that does not select h2 -> 502 upstream_unavailable",
           code == 502 and "h2_not_negotiated" in body, (code, body))
+
+    # --- forward-auth mode: a gRPC content type never turns a refusal into a 200 (a gateway
+    # would read it as "allow")
+    for proto in ("--http2-prior-knowledge", "--http1.1"):
+        code, version, body = curl(proto, "-H", "content-type: application/grpc",
+                                   f"http://127.0.0.1:{load_port}/protected")
+        check(f"forward_auth ({proto}): gRPC request without token -> 401, never 200",
+              code == 401, (code, body))
+
+    # --- a request body that stops coming: the stream is answered 400 client_too_slow after
+    # idle_timeout (1 s here), the upstream connection released
+    sock = socket.create_connection(("127.0.0.1", stall_port))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", "/stalled"), (":scheme", "http"),
+                          (":authority", "x"), ("authorization", "Bearer " + token)])
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(10)
+    status = None
+    started = time.time()
+    while status is None and time.time() - started < 10:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = dict(ev.headers).get(b":status", b"").decode()
+            elif isinstance(ev, h2.events.StreamReset):
+                status = "reset"
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    check("a request body that stops coming -> 400 after idle_timeout", status == "400",
+          (status, time.time() - started))
 
     # --- header smuggling: a field value with CR LF (or a name with upper case) must never
     # become a header line of the HTTP/1.1 upstream request.

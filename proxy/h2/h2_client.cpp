@@ -152,8 +152,18 @@ public:
             cancel_detached(cs);
         }
     }
-    /// No new stream on this connection; the open ones go on.
-    void retire() { closing_ = true; }
+    /// No new stream on this connection; the open ones go on, then it is closed.
+    void retire() {
+        closing_ = true;
+        close_if_retired();
+    }
+    void close_if_retired() {
+        if (closing_ && streams_.empty() && !dead_) {
+            dead_ = true;
+            io_->close();
+            wake_.notify();
+        }
+    }
 
 private:
     net::awaitable<void> reader(std::shared_ptr<client_connection> /*keep*/) {
@@ -190,6 +200,10 @@ private:
                 out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
             }
             if (out.empty()) {
+                close_if_retired();
+                if (dead_) {
+                    break;
+                }
                 co_await wake_.wait();
                 continue;
             }
@@ -317,6 +331,10 @@ private:
         c.streams_.erase(it);
         nghttp2_session_set_stream_user_data(s, id, nullptr);
         end_stream(*cs, error);
+        if (c.closing_ && c.streams_.empty()) {
+            // Closed from the writer's turn, not inside nghttp2's callback.
+            c.wake_.notify();
+        }
         return 0;
     }
 
@@ -471,8 +489,7 @@ net::awaitable<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
             co_return core::auth_decision{core::decision_kind::body_too_large, ""};
         }
         if (cs.error == NGHTTP2_REFUSED_STREAM && cs.sent == 0) {
-            conn->retire();
-            refused = true;
+            refused = true;  // a GOAWAY also made the connection unusable (usable())
         }
         co_return core::auth_decision{
             core::decision_kind::upstream_unavailable,
@@ -490,22 +507,27 @@ net::awaitable<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
     // The body streams through the pipes; wait until the upstream stream ends or the client
     // goes away. Without a byte moving either way for upstream.timeout (as a body read on
     // HTTP/1.1), the stream is given up: reset upstream, the client's stream reset.
-    const auto inactivity = pool.settings().timeout;
-    auto progress = io.res->total + io.req->total;
+    // While the client has not taken what is buffered, the wait is the client's
+    // (limits.idle_timeout, as on the HTTP/1.1 path), else the upstream's (upstream.timeout).
+    auto progress = io.res->total + io.req->total + io.res->off;
     auto last_progress = clock::now();
     while (!cs.closed && !io.client_gone()) {
         const auto now = clock::now();
-        if (io.res->total + io.req->total != progress) {
-            progress = io.res->total + io.req->total;
+        const auto moved = io.res->total + io.req->total + io.res->off;
+        const bool client_side = io.res->pending() > 0;
+        const auto limit = client_side ? io.client_idle_timeout : pool.settings().timeout;
+        if (moved != progress) {
+            progress = moved;
             last_progress = now;
-        } else if (now - last_progress >= inactivity) {
-            client_log()->info("[r{}] HTTP/2 upstream stream idle for upstream.timeout: reset",
-                               io.request_id);
+        } else if (now - last_progress >= limit) {
+            client_log()->info(
+                "[r{}] HTTP/2 stream: no progress for {}: reset", io.request_id,
+                client_side ? "limits.idle_timeout (client not reading)" : "upstream.timeout");
             conn->cancel(cs);
             io.res->abort();
             co_return core::auth_decision{};
         }
-        co_await io.wake->wait_for(last_progress + inactivity - now);
+        co_await io.wake->wait_for(last_progress + limit - now);
     }
     if (!cs.closed) {
         conn->cancel(cs);

@@ -69,6 +69,7 @@ public:
         const auto pin = env_.runtime->current();
         const auto& cfg = *pin->rt->cfg;
         idle_timeout_ = cfg.limits.idle_timeout;
+        forward_auth_ = cfg.mode == config::proxy_mode::forward_auth;
         frames_.emplace(
             h2::server_frames::settings{cfg.limits.max_concurrent_streams,
                                         cfg.limits.max_header_bytes},
@@ -168,15 +169,20 @@ private:
                 continue;
             }
             write_deadline.expires_after(idle_timeout_);
-            write_deadline.async_wait([self](const boost::system::error_code& ec) {
-                if (!ec) {
+            const auto gen = ++write_gen_;
+            write_deadline.async_wait([self, gen](const boost::system::error_code& ec) {
+                // A handler already queued when its write completed must not close the
+                // connection during a later write: only the write it was armed for counts.
+                if (!ec && self->writing_ && self->write_gen_ == gen) {
                     h2_log()->info("[c{}] HTTP/2 client not reading: connection closed",
                                    self->conn_id_);
                     self->closing_ = true;
                     self->io_.close();
                 }
             });
+            writing_ = true;
             auto [ec, n] = co_await net::async_write(io_, net::buffer(out), use_tuple);
+            writing_ = false;
             write_deadline.cancel();
             if (ec) {
                 closing_ = true;
@@ -230,6 +236,9 @@ private:
         } else {
             auto body = core::problem_body(d.kind, d.reason, request_id);
             f.emplace_back("content-type", "application/json");
+            if (forward_auth_) {
+                f.emplace_back("cache-control", "no-store");  // a gateway must not reuse it
+            }
             f.emplace_back("content-length", std::to_string(body.size()));
             f.emplace_back("x-request-id", std::string(request_id));
             if (!spec.www_authenticate.empty()) {
@@ -466,6 +475,15 @@ private:
         io.request_has_body = st.s->has_body;
         io.max_body_bytes = cfg.limits.max_body_bytes;
         io.trailer_allowed = [&rt, fwd = cfg.auth.forward_authorization](std::string_view name) {
+            // Nothing the head rewrite sets or strips may come back as a trailer.
+            static constexpr std::string_view set_by_proxy[] = {
+                "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                "x-request-id",    "content-length",    "forwarded"};
+            for (const auto n : set_by_proxy) {
+                if (name == n) {
+                    return false;
+                }
+            }
             return !name.starts_with(':') && !h2::is_connection_specific(name) &&
                    !rt.rules.must_remove(name, {}) && (fwd || name != "authorization");
         };
@@ -527,6 +545,9 @@ private:
     bool closing_ = false;
     bool draining_ = false;
     bool idle_armed_ = false;
+    bool writing_ = false;         // a write to the client is in progress
+    std::uint64_t write_gen_ = 0;  // which one
+    bool forward_auth_ = false;
     clock::duration idle_timeout_ = std::chrono::seconds(60);
 };
 

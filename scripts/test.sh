@@ -91,7 +91,7 @@ if [ "${CLERK_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz build (libFuzzer, clang, ASan+UBSan)"
   scripts/install-deps.sh fuzz
   scripts/build.sh fuzz fuzz_path_route fuzz_bearer fuzz_header_rules fuzz_decision \
-    fuzz_config fuzz_clerk_response fuzz_jwt fuzz_request fuzz_shared_entry
+    fuzz_config fuzz_clerk_response fuzz_jwt fuzz_request fuzz_shared_entry fuzz_h2_frames
   step "fuzz ($seconds s per target)"
   cmake -B build/fuzz -DCLERK_FUZZ_SECONDS="$seconds" >/dev/null
   ctest --test-dir build/fuzz --output-on-failure -j "$jobs" -L fuzz

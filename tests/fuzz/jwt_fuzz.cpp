@@ -111,8 +111,11 @@ void signed_path(std::string_view rest) {
         }
         require(*id.audience == expected);
         require(clerk::core::audience_allows(id, {}));
+        // Overlap with the configured list as a whole: the fuzzer does find "mch_none" (from the
+        // comparison below) and puts it into `aud` (CI, 2026-12-02: crash with 2,000 entries).
         const bool names_us =
-            std::find(expected.begin(), expected.end(), "mch_fuzz") != expected.end();
+            std::find(expected.begin(), expected.end(), "mch_fuzz") != expected.end() ||
+            std::find(expected.begin(), expected.end(), "mch_none") != expected.end();
         require(clerk::core::audience_allows(id, {"mch_none", "mch_fuzz"}) == names_us);
         // Flip one bit in the second-to-last signature character: it is all data bits, so
         // the encoding stays canonical and only the signature value changes.

@@ -165,7 +165,12 @@ class Echo(BaseHTTPRequestHandler):
         pass
 
 
-echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # connections the proxy resets on purpose (slow-reader, stalled-body checks)
+
+
+echo = QuietServer(("127.0.0.1", 0), Echo)
 threading.Thread(target=echo.serve_forever, daemon=True).start()
 
 # --- TLS certificate for the ALPN check

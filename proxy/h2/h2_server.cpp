@@ -265,7 +265,7 @@ private:
 
     net::awaitable<void> stream_task(std::shared_ptr<h2_server_connection> /*keep*/,
                                      std::shared_ptr<stream_state> st) {
-        io_.expires_never();
+        // (The connection's idle deadline is managed by update_idle(), from the open streams.)
         const auto pin = env_.runtime->current();
         const runtime& rt = *pin->rt;
         const auto& cfg = *rt.cfg;

@@ -26,6 +26,13 @@ TEST_CASE("admin: healthz, readyz, metrics with every metric name", "[it][admin]
     CHECK(main.get("/api/x").status == 401);
     CHECK(main.get("/open/x").status == 200);
 
+    // A request is counted when its exchange ends, just after its response was written (on the
+    // connection's event loop): wait for both counts before reading the whole page.
+    CHECK(eventually([&] {
+        return scrape_metric(proxy.admin_port(), "clerk_proxy_requests_total{code=\"200\"}") ==
+                   1.0 &&
+               scrape_metric(proxy.admin_port(), "clerk_proxy_requests_total{code=\"401\"}") == 1.0;
+    }));
     http_client admin(proxy.admin_port());
     const auto h = admin.get("/healthz");
     CHECK(h.status == 200);

@@ -10,7 +10,7 @@ auth_result refused_by_classification(const core::classification_result& c) {
     return r;
 }
 
-net::awaitable<auth_result> authenticator::authenticate_bearer(
+task<auth_result> authenticator::authenticate_bearer(
     std::string_view token, const core::token_acceptance& accepts,
     std::chrono::steady_clock::time_point deadline) {
     const auto c = core::classify_and_accept(token, accepts);

@@ -39,7 +39,7 @@ auth_result refused_by_classification(const core::classification_result& c);
 class authenticator {
 public:
     virtual ~authenticator() = default;
-    virtual net::awaitable<auth_result> authenticate(
+    virtual task<auth_result> authenticate(
         std::string_view token, core::token_class cls,
         std::chrono::steady_clock::time_point deadline) = 0;
     /// The data path's entry: a token not classified yet (core::pre_authenticate with
@@ -48,9 +48,17 @@ public:
     /// as core::classify_and_accept says (malformed, token_type_not_accepted: no verification
     /// and no Clerk call), else verified as authenticate() does. Default: classify, then
     /// authenticate().
-    virtual net::awaitable<auth_result> authenticate_bearer(
+    virtual task<auth_result> authenticate_bearer(
         std::string_view token, const core::token_acceptance& accepts,
         std::chrono::steady_clock::time_point deadline);
+    /// authenticate_bearer's answer when it needs no I/O (a cached or negatively cached token,
+    /// a token refused by its shape), with the same result and metrics; nullopt when it would
+    /// have to wait (a miss), and then authenticate_bearer is awaited. The request path asks
+    /// this first, so a cached token costs no coroutine. Default: nullopt.
+    virtual std::optional<auth_result> authenticate_bearer_now(
+        std::string_view /*token*/, const core::token_acceptance& /*accepts*/) {
+        return std::nullopt;
+    }
     /// Background work (JWKS refresh); called once after construction. Default: none.
     virtual void start() {}
     /// Stop background work (shutdown/reload). Default: none.

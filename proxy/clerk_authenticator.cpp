@@ -237,34 +237,25 @@ public:
     ~clerk_authenticator() override { stop(); }
 
     /// Cache first (the token's digest is the only per-token work on a hit), then classify.
-    net::awaitable<auth_result> authenticate_bearer(std::string_view token,
-                                                    const core::token_acceptance& accepts,
-                                                    steady::time_point deadline) override {
-        state_ptr st = st_;
-        const core::token_digest key = process_hasher().digest(token);
-        auto look = st->cache->lookup(key);
-        if (look.result == core::cache_result::hit) {
-            st->m.cache_lookup(core::cache_result::hit);
-            // The type comes from the verified identity (a reload may have stopped accepting
-            // it): no classification, no parsing.
-            auth_result r =
-                accepts.accepts(look.id->type)
-                    ? make_result(decision_kind::allow, "", core::cache_result::hit, look.id)
-                    : make_result(decision_kind::invalid_token, "token_type_not_accepted",
-                                  core::cache_result::hit);
-            r.type = look.id->type;
-            co_return scoped(std::move(r), *st->cfg);
+    std::optional<auth_result> authenticate_bearer_now(
+        std::string_view token, const core::token_acceptance& accepts) override {
+        probe p;
+        return decide_now(token, accepts, p);
+    }
+
+    task<auth_result> authenticate_bearer(std::string_view token,
+                                          const core::token_acceptance& accepts,
+                                          steady::time_point deadline) override {
+        probe p;
+        if (auto now = decide_now(token, accepts, p)) {
+            co_return std::move(*now);
         }
-        const auto c = core::classify_and_accept(token, accepts);
-        if (!c.ok) {
-            co_return refused_by_classification(c);
-        }
-        auth_result r = co_await authenticate_with(key, look, token, c.cls, deadline);
-        r.type = c.cls.type;
+        auth_result r = co_await authenticate_with(p.key, p.look, token, p.cls, deadline);
+        r.type = p.cls.type;
         co_return r;
     }
 
-    net::awaitable<auth_result> authenticate(std::string_view token, core::token_class cls,
+    task<auth_result> authenticate(std::string_view token, core::token_class cls,
                                              steady::time_point deadline) override {
         const core::token_digest key = process_hasher().digest(token);
         const auto look = st_->cache->lookup(key);
@@ -287,32 +278,75 @@ public:
     }
 
 private:
-    /// `look` is the cache's answer for `key`, the digest of `token`.
-    net::awaitable<auth_result> authenticate_with(core::token_digest key, core::cache_lookup look,
-                                                  std::string_view token, core::token_class cls,
-                                                  steady::time_point deadline) {
-        state_ptr st = st_;
+    /// What the miss path of authenticate_bearer needs from decide_now.
+    struct probe {
+        core::token_digest key{};
+        core::cache_lookup look;
+        core::token_class cls;
+    };
+
+    /// authenticate_bearer without I/O: the answer, or nullopt (a miss) with `p` filled in.
+    std::optional<auth_result> decide_now(std::string_view token,
+                                          const core::token_acceptance& accepts, probe& p) {
+        p.key = process_hasher().digest(token);
+        p.look = st_->cache->lookup(p.key);
+        if (p.look.result == core::cache_result::hit) {
+            st_->m.cache_lookup(core::cache_result::hit);
+            // The type comes from the verified identity (a reload may have stopped accepting
+            // it): no classification, no parsing.
+            auth_result r =
+                accepts.accepts(p.look.id->type)
+                    ? make_result(decision_kind::allow, "", core::cache_result::hit, p.look.id)
+                    : make_result(decision_kind::invalid_token, "token_type_not_accepted",
+                                  core::cache_result::hit);
+            r.type = p.look.id->type;
+            return scoped(std::move(r), *st_->cfg);
+        }
+        const auto c = core::classify_and_accept(token, accepts);
+        if (!c.ok) {
+            return refused_by_classification(c);
+        }
+        p.cls = c.cls;
+        auto r = settle(p.look, c.cls);
+        if (r) {
+            r->type = c.cls.type;
+        }
+        return r;
+    }
+
+    /// The outcomes of authenticate_with that need no I/O; nullopt for a miss.
+    std::optional<auth_result> settle(const core::cache_lookup& look, core::token_class cls) {
         // Classification yields neither (session tokens are JWTs, API keys opaque): fail closed.
         const bool possible = cls.format == core::token_format::jwt
                                   ? cls.type != core::token_type::api_key
                                   : cls.type != core::token_type::session_token;
         if (!possible) {
-            co_return make_result(decision_kind::invalid_token, "malformed");
+            return make_result(decision_kind::invalid_token, "malformed");
         }
         // JWTs (M2M, OAuth access tokens, session tokens) need the instance's signing key.
-        if (cls.format == core::token_format::jwt && !st->jwks->configured()) {
-            co_return make_result(decision_kind::invalid_token, "jwt_not_supported");
+        if (cls.format == core::token_format::jwt && !st_->jwks->configured()) {
+            return make_result(decision_kind::invalid_token, "jwt_not_supported");
         }
-
         if (look.result == core::cache_result::hit) {
-            st->m.cache_lookup(core::cache_result::hit);
-            co_return scoped(
-                make_result(decision_kind::allow, "", core::cache_result::hit, look.id), *st->cfg);
+            st_->m.cache_lookup(core::cache_result::hit);
+            return scoped(make_result(decision_kind::allow, "", core::cache_result::hit, look.id),
+                          *st_->cfg);
         }
         if (look.result == core::cache_result::negative_hit) {
-            st->m.cache_lookup(core::cache_result::negative_hit);
-            co_return make_result(decision_kind::invalid_token, look.negative_reason,
-                                  core::cache_result::negative_hit);
+            st_->m.cache_lookup(core::cache_result::negative_hit);
+            return make_result(decision_kind::invalid_token, look.negative_reason,
+                               core::cache_result::negative_hit);
+        }
+        return std::nullopt;
+    }
+
+    /// `look` is the cache's answer for `key`, the digest of `token`.
+    task<auth_result> authenticate_with(core::token_digest key, core::cache_lookup look,
+                                        std::string_view token, core::token_class cls,
+                                        steady::time_point deadline) {
+        state_ptr st = st_;
+        if (auto now = settle(look, cls)) {
+            co_return std::move(*now);
         }
 
         // Miss: every concurrent caller for this token shares one verification.
@@ -325,7 +359,7 @@ private:
         auto on_error = [] {
             return make_result(decision_kind::auth_unavailable, "internal_error");
         };
-        net::awaitable<auth_result> flight = join_flight<auth_result>(
+        task<auth_result> flight = join_flight<auth_result>(
             st->flights, key, net::make_strand(st->exec), std::move(make_lead), on_error);
         auth_result r = co_await std::move(flight);
         // One lookup result per request: miss, or stale when the outage fallback served it

@@ -16,8 +16,9 @@
 
 namespace clerk::proxy {
 
-/// Awaits the result of the flight for `key`. The first caller (the leader) co_spawns
-/// `make_lead()`'s awaitable on `lead_exec`, detached from its own coroutine, so the flight
+/// Awaits the result of the flight for `key`, from a coroutine on `Executor` (a request's
+/// `task` by default). The first caller (the
+/// leader) co_spawns `make_lead()`'s awaitable (a `net::awaitable`) on `lead_exec`, detached from its own coroutine, so the flight
 /// finishes even if the leader's request goes away; its result is delivered to every caller
 /// (leader included) by posting to each caller's own executor. Callers that join later than
 /// the completion start a new flight, so `make_lead` should re-check its cache first.
@@ -25,8 +26,8 @@ namespace clerk::proxy {
 /// `make_lead` is called at most once, synchronously, and must return an awaitable that owns
 /// everything it uses (capture shared_ptrs by value). If it throws, or its awaitable throws,
 /// every caller receives `on_error()`. `sf` must outlive the flight.
-template <class Result, class MakeLead, class OnError>
-net::awaitable<Result> join_flight(core::single_flight<Result>& sf, const core::token_digest& key,
+template <class Result, class Executor = loop_executor, class MakeLead, class OnError>
+net::awaitable<Result, Executor> join_flight(core::single_flight<Result>& sf, const core::token_digest& key,
                                    net::any_io_executor lead_exec, MakeLead make_lead,
                                    OnError on_error) {
     auto init = [&](auto handler) {
@@ -62,8 +63,8 @@ net::awaitable<Result> join_flight(core::single_flight<Result>& sf, const core::
         sf.complete(key, r);
         deliver(r);
     };
-    co_return co_await net::async_initiate<const net::use_awaitable_t<>&, void(Result)>(
-        init, net::use_awaitable);
+    co_return co_await net::async_initiate<const net::use_awaitable_t<Executor>&, void(Result)>(
+        init, net::use_awaitable_t<Executor>{});
 }
 
 }  // namespace clerk::proxy

@@ -142,7 +142,10 @@ private:
         auto backoff = std::chrono::milliseconds(100);
         while (!stopped_) {
             upstream_pool::connection c;
-            const error_code ec = co_await connector_->acquire(c, /*fresh=*/true);
+            // The pool's coroutines run on the loop's concrete executor (proxy/net.hpp): this
+            // one (once per connection, not per command) is spawned there and awaited.
+            const error_code ec = co_await net::co_spawn(
+                loop_of(exec_), connector_->acquire(c, /*fresh=*/true), net::use_awaitable);
             if (!ec && !stopped_) {
                 stream_ = std::shared_ptr<any_stream>(std::move(c.stream));
                 ++generation_;

@@ -23,7 +23,6 @@ namespace {
 
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// RFC 9110 §9.2.2. Only these may be sent again after the upstream may have seen them.
 bool is_idempotent(std::string_view m) {
@@ -58,11 +57,15 @@ public:
     relay(exchange& ex, upstream_pool& pool, metrics& m)
         : ex_(ex), pool_(pool), m_(m), cfg_(*ex.rt.cfg), log_(upstream_log()) {}
 
-    net::awaitable<core::auth_decision> run() {
+    task<core::auth_decision> run() {
         build_request_head();
         started_ = clock::now();
         for (int attempt = 0;; ++attempt) {
-            const error_code ec = co_await pool_.acquire(conn_, attempt > 0, can_retry());
+            // A pooled connection is taken without suspending; a new one is connected.
+            error_code ec;
+            if (attempt > 0 || !pool_.take_idle(conn_, can_retry())) {
+                ec = co_await pool_.connect(conn_);
+            }
             if (ec) {
                 log_->warn("[r{}] upstream connect failed: {}", ex_.request_id, ec.message());
                 co_return core::auth_decision{
@@ -89,6 +92,33 @@ public:
     }
 
 private:
+    /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
+    /// as an HTTP/1.1 chunk when `chunked` (followed by the last chunk when `last`): gathered
+    /// into a single writev. The operation is returned to be awaited (`auto [ec, n] = co_await
+    /// ...`); the chunk-size line lives in the relay until it completes.
+    auto write_body_piece(any_stream& s, std::size_t size, bool chunked, std::string_view prefix,
+                          bool last) {
+        std::size_t size_len = 0;
+        std::string_view tail;
+        if (chunked) {
+            if (size > 0) {
+                const auto r = std::to_chars(size_line_, size_line_ + sizeof size_line_ - 2,
+                                             static_cast<std::uint64_t>(size), 16);
+                r.ptr[0] = '\r';
+                r.ptr[1] = '\n';
+                size_len = static_cast<std::size_t>(r.ptr - size_line_) + 2;
+            }
+            // "\r\n" ends this chunk's data; "0\r\n\r\n" is the last chunk.
+            static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
+            tail = size > 0 ? (last ? end_and_last : end_and_last.substr(0, 2))
+                            : (last ? end_and_last.substr(2) : std::string_view());
+        }
+        const std::array<net::const_buffer, 4> pieces{
+            net::buffer(prefix), net::buffer(size_line_, size_len),
+            net::buffer(ex_.chunk.get(), size), net::buffer(tail)};
+        return net::async_write(s, pieces, deferred_tuple);
+    }
+
     // --- phase: the upstream request head (target, rewritten headers, framing), serialized once
     // into the connection's wire buffer (kept for a retry on a fresh connection)
     void build_request_head() {
@@ -130,9 +160,16 @@ private:
         expect_continue_ = ex_.framing.has_body() && beast::iequals(expect, "100-continue");
     }
 
-    net::awaitable<step> exchange_once() {
-        if (auto s = co_await send_head(); s != step::ok) {
-            co_return s;
+    task<step> exchange_once() {
+        // The head (and an empty body) upstream.
+        auto& up = *conn_.stream;
+        up.expires_after(cfg_.upstream.timeout);
+        if (auto [ec, n] = co_await net::async_write(up, net::buffer(ex_.wire), deferred_tuple);
+            ec) {
+            // Nothing of the client's body was consumed and the upstream cannot have a complete
+            // request: sending it again on a fresh connection is safe for any method.
+            failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
+            co_return conn_.reused ? step::retry : step::fail;
         }
         if (expect_continue_) {
             if (auto s = co_await await_continue(); s != step::ok) {
@@ -153,36 +190,22 @@ private:
         co_return step::ok;
     }
 
-    // --- phase: send the head (and an empty body) upstream
-    net::awaitable<step> send_head() {
-        auto& up = *conn_.stream;
-        up.expires_after(cfg_.upstream.timeout);
-        auto [ec, n] = co_await net::async_write(up, net::buffer(ex_.wire), use_tuple);
-        if (ec) {
-            // Nothing of the client's body was consumed and the upstream cannot have a complete
-            // request: sending it again on a fresh connection is safe for any method.
-            failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
-            co_return conn_.reused ? step::retry : step::fail;
-        }
-        co_return step::ok;
-    }
-
     // --- phase: Expect: 100-continue. The upstream gets a moment to answer 100 (relayed) or a
     // final status (relayed; the body is never read). A silent upstream is treated as a 100
     // (RFC 9110 §10.1.1 lets a client proceed after a while; the proxy does it on its behalf).
-    net::awaitable<step> await_continue() {
+    task<step> await_continue() {
         using namespace net::experimental::awaitable_operators;
         auto& up = *conn_.stream;
         const auto executor = co_await net::this_coro::executor;
         net::steady_timer timer(
             executor, std::min<clock::duration>(std::chrono::seconds(1), cfg_.upstream.timeout));
-        auto r = co_await (up.async_wait_readable(use_tuple) || timer.async_wait(use_tuple));
+        auto r = co_await (up.async_wait_readable(use_task_tuple) || timer.async_wait(use_task_tuple));
         if (r.index() == 0) {
             res_parser_.emplace();
             prepare_response_parser();
             up.expires_after(cfg_.upstream.timeout);
             auto [ec, n] =
-                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, use_tuple);
+                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, deferred_tuple);
             if (ec) {
                 failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
                 co_return conn_.reused ? step::retry : step::fail;
@@ -197,7 +220,7 @@ private:
         }
         ex_.client.expires_after(cfg_.limits.idle_timeout);
         static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-        auto [ec, n] = co_await net::async_write(ex_.client, net::buffer(cont), use_tuple);
+        auto [ec, n] = co_await net::async_write(ex_.client, net::buffer(cont), deferred_tuple);
         if (ec) {
             ex_.client_failed = true;
             failure_ = {core::decision_kind::bad_request, "client_closed"};
@@ -207,7 +230,7 @@ private:
     }
 
     // --- phase: stream the request body client -> upstream in bounded chunks
-    net::awaitable<step> send_body() {
+    task<step> send_body() {
         auto& p = ex_.parser;
         auto& up = *conn_.stream;
         const std::uint64_t limit = cfg_.limits.max_body_bytes;
@@ -219,7 +242,7 @@ private:
             ex_.client.expires_after(budget.next_timeout());
             const auto t0 = clock::now();
             auto [ec, n] =
-                co_await http::async_read_some(ex_.client, ex_.client_buffer, p, use_tuple);
+                co_await http::async_read_some(ex_.client, ex_.client_buffer, p, deferred_tuple);
             if (ec == http::error::need_buffer) {
                 ec = {};
             }
@@ -246,7 +269,8 @@ private:
                 continue;
             }
             up.expires_after(cfg_.upstream.timeout);
-            if (auto wec = co_await write_body_piece(up, got, ex_.framing.chunked, {}, false)) {
+            auto [wec, wn] = co_await write_body_piece(up, got, ex_.framing.chunked, {}, false);
+            if (wec) {
                 failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
                 co_return step::fail;
             }
@@ -256,7 +280,7 @@ private:
         if (ex_.framing.chunked) {
             up.expires_after(cfg_.upstream.timeout);
             std::tie(ec, std::ignore) =
-                co_await net::async_write(up, net::buffer(last_chunk), use_tuple);
+                co_await net::async_write(up, net::buffer(last_chunk), deferred_tuple);
         }
         if (ec) {
             failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
@@ -282,14 +306,14 @@ private:
     }
 
     // --- phase: wait for the response head (upstream.timeout), skipping interim responses
-    net::awaitable<step> read_response_head() {
+    task<step> read_response_head() {
         auto& up = *conn_.stream;
         for (;;) {
             res_parser_.emplace();
             prepare_response_parser();
             up.expires_after(cfg_.upstream.timeout);
             auto [ec, n] =
-                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, use_tuple);
+                co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, deferred_tuple);
             if (ec == beast::error::timeout) {
                 failure_ = {core::decision_kind::upstream_timeout, ""};
                 co_return step::fail;
@@ -325,13 +349,13 @@ private:
     // --- phase (WebSocket): the upstream switched protocols; relay its 101, then bytes both
     // ways until either side closes (DESIGN.md §13). Identity was checked at the upgrade; the
     // tunnel ends at the token's known expiration at the latest.
-    net::awaitable<void> switch_protocols() {
+    task<void> switch_protocols() {
         co_await serve_upgrade(ex_, res_parser_->get(), *conn_.stream, m_);
         discard_upstream();  // never pooled: it carried the tunnel
     }
 
     // --- phase: relay the response upstream -> client
-    net::awaitable<void> send_response() {
+    task<void> send_response() {
         auto& rp = *res_parser_;
         const auto& up_res = rp.get();
         const int st = up_res.result_int();
@@ -404,9 +428,10 @@ private:
         error_code ec;
         if (no_body) {
             std::tie(ec, std::ignore) =
-                co_await net::async_write(ex_.client, net::buffer(head), use_tuple);
+                co_await net::async_write(ex_.client, net::buffer(head), deferred_tuple);
         } else {
-            ec = co_await write_body_piece(ex_.client, first, chunked, head, rp.is_done());
+            std::tie(ec, std::ignore) =
+                co_await write_body_piece(ex_.client, first, chunked, head, rp.is_done());
             ex_.bytes += first;
         }
         if (ec) {
@@ -424,7 +449,7 @@ private:
             rp.get().body().data = ex_.chunk.get();
             rp.get().body().size = body_chunk_bytes;
             up.expires_after(cfg_.upstream.timeout);
-            auto [rec, rn] = co_await http::async_read_some(up, ex_.up_buffer, rp, use_tuple);
+            auto [rec, rn] = co_await http::async_read_some(up, ex_.up_buffer, rp, deferred_tuple);
             if (rec && rec != http::error::need_buffer) {
                 // The upstream broke mid-body: the client cannot be told, only cut off.
                 log_->warn("[r{}] upstream response body incomplete: {}", ex_.request_id,
@@ -443,7 +468,7 @@ private:
             }
             ex_.client.expires_after(budget.next_timeout());
             const auto t0 = clock::now();
-            auto wec = co_await write_body_piece(ex_.client, got, chunked, {}, done);
+            auto [wec, wn] = co_await write_body_piece(ex_.client, got, chunked, {}, done);
             budget.account(clock::now() - t0, got);
             if (wec) {
                 ex_.client_failed = true;
@@ -456,34 +481,6 @@ private:
             }
             ex_.bytes += got;
         }
-    }
-
-    /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
-    /// as an HTTP/1.1 chunk when `chunked` (followed by the last chunk when `last`): gathered
-    /// into a single writev.
-    net::awaitable<error_code> write_body_piece(any_stream& s, std::size_t size, bool chunked,
-                                                std::string_view prefix, bool last) {
-        char size_line[24];
-        std::size_t size_len = 0;
-        std::string_view tail;
-        if (chunked) {
-            if (size > 0) {
-                const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2,
-                                             static_cast<std::uint64_t>(size), 16);
-                r.ptr[0] = '\r';
-                r.ptr[1] = '\n';
-                size_len = static_cast<std::size_t>(r.ptr - size_line) + 2;
-            }
-            // "\r\n" ends this chunk's data; "0\r\n\r\n" is the last chunk.
-            static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
-            tail = size > 0 ? (last ? end_and_last : end_and_last.substr(0, 2))
-                            : (last ? end_and_last.substr(2) : std::string_view());
-        }
-        const std::array<net::const_buffer, 4> pieces{
-            net::buffer(prefix), net::buffer(size_line, size_len),
-            net::buffer(ex_.chunk.get(), size), net::buffer(tail)};
-        auto [ec, n] = co_await net::async_write(s, pieces, use_tuple);
-        co_return ec;
     }
 
     /// Parses the response body bytes already in ex_.up_buffer (read with the head) into the body
@@ -554,11 +551,12 @@ private:
     clock::time_point started_;
     bool expect_continue_ = false;
     bool early_final_ = false;
+    char size_line_[24]{};  ///< a chunk-size line being written (write_body_piece)
 };
 
 }  // namespace
 
-net::awaitable<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
+task<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
     if (pool.settings().protocol != config::upstream_protocol::http1) {
         const auto d = co_await forward_via_h2(ex, pool);
         if (ex.upstream_ms) {

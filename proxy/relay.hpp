@@ -17,6 +17,6 @@ namespace clerk::proxy {
 /// has started: upstream_unavailable (connect failed, upstream reset), upstream_timeout (no
 /// response head within upstream.timeout), body_too_large (a chunked body crossed
 /// max_body_bytes). Never throws for network outcomes.
-net::awaitable<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m);
+task<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m);
 
 }  // namespace clerk::proxy

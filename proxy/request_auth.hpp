@@ -25,10 +25,17 @@ struct request_auth {
     std::optional<core::cache_result> cache;
 };
 
+/// The decision when it needs no I/O: no token required, or the authenticator answers at once
+/// (authenticator::authenticate_bearer_now: a cached token, a negatively cached one, a token
+/// refused by its shape). nullopt: await authorize_request. Metrics as authorize_request.
+std::optional<request_auth> authorize_request_now(
+    const runtime& rt, metrics& m, std::string_view method, std::string_view path,
+    const std::vector<std::string_view>& authorization);
+
 /// Decides `method` `path` (normalized) with the request's Authorization values under the
 /// snapshot `rt`. The values must stay valid until the awaitable completes. Never throws for
 /// expected outcomes; bounded by the Clerk retry budget of the snapshot's config.
-net::awaitable<request_auth> authorize_request(const runtime& rt, metrics& m,
+task<request_auth> authorize_request(const runtime& rt, metrics& m,
                                                std::string_view method, std::string_view path,
                                                const std::vector<std::string_view>& authorization);
 

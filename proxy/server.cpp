@@ -246,7 +246,7 @@ private:
             return;
         }
         auto ex = s.get_executor();
-        net::co_spawn(ex, run_session(std::move(s), env), log_exception("session"));
+        net::co_spawn(loop_of(ex), run_session(std::move(s), env), log_exception("session"));
     }
 
     // --- signals: SIGHUP reloads, SIGTERM/SIGINT drain and stop

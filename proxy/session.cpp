@@ -30,7 +30,6 @@ namespace {
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
 using tcp = net::ip::tcp;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 bool is_parse_error(const error_code& ec) {
     return ec.category() == http::make_error_code(http::error::bad_version).category() &&
@@ -59,7 +58,7 @@ public:
         }
     }
 
-    net::awaitable<void> run() {
+    task<void> run() {
         accepted_ = clock::now();
         // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
         // initializer that contains a co_await (they can be destroyed twice).
@@ -118,13 +117,13 @@ public:
 
 private:
     // --- phase: TLS handshake (within header_timeout)
-    net::awaitable<bool> handshake() {
+    task<bool> handshake() {
         auto* t = stream_.tls();
         if (t == nullptr) {
             co_return true;
         }
         stream_.expires_after(env_.runtime->current()->rt->cfg->limits.header_timeout);
-        auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_tuple);
+        auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_task_tuple);
         if (ec) {
             get_logger("listener")->debug("[c{}] TLS handshake failed: {}", id_, ec.message());
             co_return false;
@@ -135,7 +134,7 @@ private:
     // --- phase (http2: true): HTTP/2 when TLS selected h2 by ALPN, or when a cleartext
     // connection opens with the client preface (prior knowledge). Anything else is HTTP/1.1;
     // the bytes read to tell stay in the buffer for the HTTP/1.1 parser.
-    net::awaitable<bool> speaks_h2() {
+    task<bool> speaks_h2() {
         if (!env_.http2) {
             co_return false;
         }
@@ -150,7 +149,7 @@ private:
                 co_return false;
             }
             stream_.expires_after(remaining(accepted_ + limits.header_timeout));
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), use_tuple);
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
             if (ec) {
                 co_return false;  // the HTTP/1.1 path sees the same end
             }
@@ -164,7 +163,7 @@ private:
     // --- phase: idle until the first byte of the next request. A new connection has until
     // header_timeout (counted from accept) for its whole head; a kept-alive one may idle for
     // idle_timeout. Pipelined bytes already buffered skip the wait.
-    net::awaitable<bool> wait_for_request(bool first) {
+    task<bool> wait_for_request(bool first) {
         const auto limits = env_.runtime->current()->rt->cfg->limits;
         idle_ = true;
         if (env_.registry->draining()) {
@@ -173,7 +172,7 @@ private:
         if (buffer_.size() == 0) {
             stream_.expires_after(first ? remaining(accepted_ + limits.header_timeout)
                                         : clock::duration(limits.idle_timeout));
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), use_tuple);
+            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
             if (ec) {
                 co_return false;
             }
@@ -186,7 +185,7 @@ private:
     }
 
     // --- the request script
-    net::awaitable<bool> serve(exchange& ex) {
+    task<bool> serve(exchange& ex) {
         const auto& cfg = *ex.rt.cfg;
         if (auto r = co_await read_head(ex); !r) {
             co_return false;
@@ -225,7 +224,11 @@ private:
         if (core::path_parameters_ambiguous(cfg.routes, ex.method, ex.target.path)) {
             co_return co_await refuse(ex, {core::decision_kind::bad_request, "ambiguous_path"});
         }
-        const auto decision = co_await authorize(ex);
+        auto decided = authorize_now(ex);
+        if (!decided) {
+            decided = co_await authorize(ex);
+        }
+        const auto decision = *decided;
         if (!decision.allowed()) {
             co_return co_await refuse(ex, decision);
         }
@@ -248,13 +251,13 @@ private:
     }
 
     // --- phase: read the request head (header_timeout, max_header_bytes)
-    net::awaitable<bool> read_head(exchange& ex) {
+    task<bool> read_head(exchange& ex) {
         const auto& limits = ex.rt.cfg->limits;
         ex.parser.header_limit(
             static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
         ex.parser.body_limit(boost::none);  // max_body_bytes is enforced by the session/relay
         stream_.expires_after(remaining(head_deadline_));
-        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, ex.parser, use_tuple);
+        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, ex.parser, deferred_tuple);
         stream_.expires_never();
         if (!ec) {
             co_return true;
@@ -272,24 +275,38 @@ private:
         co_return false;
     }
 
-    // --- phase: route, token and policy (proxy/request_auth.hpp, shared with HTTP/2 streams)
-    net::awaitable<core::auth_decision> authorize(exchange& ex) {
+    // --- phase: route, token and policy (proxy/request_auth.hpp, shared with HTTP/2 streams).
+    // Without I/O when the authenticator can answer at once (a cached token): no coroutine for
+    // the common case. nullopt: await authorize() (same Authorization values).
+    std::optional<core::auth_decision> authorize_now(exchange& ex) {
         auto& authorization = authorization_;
         authorization.clear();
         for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
              ++it) {
             authorization.push_back(it->value());
         }
+        auto r = authorize_request_now(ex.rt, *env_.m, ex.method, ex.target.path, authorization);
+        if (!r) {
+            return std::nullopt;
+        }
+        return apply(ex, std::move(*r));
+    }
+
+    task<core::auth_decision> authorize(exchange& ex) {
         auto r =
-            co_await authorize_request(ex.rt, *env_.m, ex.method, ex.target.path, authorization);
+            co_await authorize_request(ex.rt, *env_.m, ex.method, ex.target.path, authorization_);
+        co_return apply(ex, std::move(r));
+    }
+
+    core::auth_decision apply(exchange& ex, request_auth r) {
         ex.token_type = r.token_type;
         ex.cache = r.cache;
         ex.id = std::move(r.id);
-        co_return r.decision;
+        return r.decision;
     }
 
     // --- phase (forward-auth): the original request may pass; the gateway copies the identity
-    net::awaitable<bool> answer_allowed(exchange& ex) {
+    task<bool> answer_allowed(exchange& ex) {
         const unsigned version = ex.parser.get().version() == 10 ? 10 : 11;
         const bool keep = ex.keep_alive && !env_.registry->draining();
         ex.wire.clear();
@@ -298,7 +315,7 @@ private:
         ex.status = 200;
         linger_ = !keep;
         stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
-        auto [ec, n] = co_await net::async_write(stream_, net::buffer(ex.wire), use_tuple);
+        auto [ec, n] = co_await net::async_write(stream_, net::buffer(ex.wire), deferred_tuple);
         if (ec) {
             ex.client_failed = true;
             co_return false;
@@ -307,7 +324,7 @@ private:
     }
 
     // --- phase: answer with a DESIGN.md §6 problem (the only way the proxy refuses)
-    net::awaitable<bool> refuse(exchange& ex, core::auth_decision d) {
+    task<bool> refuse(exchange& ex, core::auth_decision d) {
         const auto spec = core::problem_for(d.kind);
         const unsigned version =
             ex.parser.is_header_done() && ex.parser.get().version() == 10 ? 10 : 11;
@@ -351,9 +368,9 @@ private:
         // The check request's own method frames the answer (in forward-auth mode ex.method is
         // the original request's).
         if (ex.parser.is_header_done() && ex.parser.get().method() == http::verb::head) {
-            std::tie(ec, std::ignore) = co_await http::async_write_header(stream_, sr, use_tuple);
+            std::tie(ec, std::ignore) = co_await http::async_write_header(stream_, sr, deferred_tuple);
         } else {
-            std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, use_tuple);
+            std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, deferred_tuple);
             ex.bytes = res.body().size();
         }
         if (ec) {
@@ -366,17 +383,17 @@ private:
     // --- phase: end of the connection. After a refusal the client may still be sending (a body
     // we never read); closing at once would reset the connection and could destroy our answer in
     // its receive buffer, so the send side is shut and input drained briefly (lingering close).
-    net::awaitable<void> close() {
+    task<void> close() {
         if (auto* t = stream_.tls()) {
             stream_.expires_after(std::chrono::milliseconds(250));
-            co_await t->async_shutdown(use_tuple);
+            co_await t->async_shutdown(use_task_tuple);
         } else if (linger_ && stream_.is_open()) {
             stream_.shutdown_send();
             stream_.expires_after(std::chrono::seconds(2));
             std::array<char, 8192> sink{};
             std::size_t drained = 0;
             while (drained < 4 * 1024 * 1024) {
-                auto [ec, n] = co_await stream_.async_read_some(net::buffer(sink), use_tuple);
+                auto [ec, n] = co_await stream_.async_read_some(net::buffer(sink), deferred_tuple);
                 if (ec) {
                     break;
                 }
@@ -446,7 +463,7 @@ private:
 
 }  // namespace
 
-net::awaitable<void> run_session(tcp::socket socket, const session_env& env) {
+task<void> run_session(tcp::socket socket, const session_env& env) {
     session s(std::move(socket), env);
     co_await s.run();
 }

@@ -35,6 +35,6 @@ struct session_env {
 /// -> framing and path checks -> pre-auth -> authenticator -> route policy -> forward ->
 /// access log. Every refusal is rendered from core::problem_for. Never throws for network
 /// outcomes; anything else propagates to the co_spawn handler.
-net::awaitable<void> run_session(net::ip::tcp::socket socket, const session_env& env);
+task<void> run_session(net::ip::tcp::socket socket, const session_env& env);
 
 }  // namespace clerk::proxy

@@ -19,7 +19,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 using boost::system::error_code;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// What both directions and the watchdog share. The first to end the tunnel closes both
 /// streams (the other direction's pending read then fails) and stops the watchdog.
@@ -45,11 +44,11 @@ struct tunnel_state {
     }
 };
 
-net::awaitable<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
+task<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
                           beast::flat_buffer& pending, std::uint64_t& moved, char* buf,
                           std::size_t size, std::string_view from_closed) {
     if (pending.size() > 0) {
-        auto [ec, n] = co_await net::async_write(to, pending.data(), use_tuple);
+        auto [ec, n] = co_await net::async_write(to, pending.data(), deferred_tuple);
         moved += n;
         pending.consume(pending.size());
         if (ec) {
@@ -58,13 +57,13 @@ net::awaitable<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
         }
     }
     for (;;) {
-        auto [ec, n] = co_await from.async_read_some(net::buffer(buf, size), use_tuple);
+        auto [ec, n] = co_await from.async_read_some(net::buffer(buf, size), deferred_tuple);
         if (ec) {
             s.finish(from_closed);
             co_return;
         }
         s.last_activity = clock::now();
-        auto [wec, wn] = co_await net::async_write(to, net::buffer(buf, n), use_tuple);
+        auto [wec, wn] = co_await net::async_write(to, net::buffer(buf, n), deferred_tuple);
         moved += wn;
         if (wec) {
             s.finish(from_closed == "client_closed" ? "upstream_closed" : "client_closed");
@@ -74,7 +73,7 @@ net::awaitable<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
     }
 }
 
-net::awaitable<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
+task<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
     while (!s.done) {
         const auto now = clock::now();
         if (now >= limits.deadline) {
@@ -87,13 +86,13 @@ net::awaitable<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
             co_return;
         }
         s.timer.expires_at(std::min(idle_end, limits.deadline));
-        co_await s.timer.async_wait(use_tuple);
+        co_await s.timer.async_wait(deferred_tuple);
     }
 }
 
 }  // namespace
 
-net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
+task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
                                          any_stream& upstream, beast::flat_buffer& upstream_pending,
                                          const tunnel_limits& limits) {
     using namespace net::experimental::awaitable_operators;
@@ -113,7 +112,7 @@ net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer&
     co_return s.result;
 }
 
-net::awaitable<void> serve_upgrade(exchange& ex,
+task<void> serve_upgrade(exchange& ex,
                                    const http::response_header<header_fields>& response,
                                    any_stream& upstream, metrics& m) {
     const auto& cfg = *ex.rt.cfg;
@@ -128,7 +127,7 @@ net::awaitable<void> serve_upgrade(exchange& ex,
     // The gauge counts the tunnel before the client can see the 101: whoever got the 101 and
     // looks at the metrics finds it there.
     m.tunnel_opened();
-    auto [ec, n] = co_await net::async_write(ex.client, net::buffer(head), use_tuple);
+    auto [ec, n] = co_await net::async_write(ex.client, net::buffer(head), deferred_tuple);
     if (ec) {
         m.tunnel_closed();
         ex.client_failed = true;

@@ -33,7 +33,7 @@ struct tunnel_result {
 /// `upstream_pending` hold bytes already read past the handshake (sent on first). Each
 /// direction copies through its own 16 KiB buffer, allocated for the tunnel's life: an idle
 /// tunnel costs its two sockets and 32 KiB.
-net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
+task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
                                          any_stream& upstream, beast::flat_buffer& upstream_pending,
                                          const tunnel_limits& limits);
 
@@ -41,7 +41,7 @@ net::awaitable<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer&
 /// with `Connection: upgrade` and `Upgrade: websocket`) to the client, counts it, and runs the
 /// tunnel with the limits of `ex.rt.cfg` and the identity's expiration; records the tunnel's
 /// bytes in `ex` and marks the client connection finished. The caller discards `upstream`.
-net::awaitable<void> serve_upgrade(exchange& ex,
+task<void> serve_upgrade(exchange& ex,
                                    const http::response_header<header_fields>& response,
                                    any_stream& upstream, metrics& m);
 

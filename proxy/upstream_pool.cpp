@@ -23,7 +23,6 @@ namespace {
 
 using boost::system::error_code;
 using tcp = net::ip::tcp;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// Idle connections older than this are not reused: upstream servers close idle keep-alive
 /// connections after a few seconds to minutes, and a connection closed while we pick it costs a
@@ -74,29 +73,35 @@ bool upstream_pool::serves(const config::upstream_config& c) const {
            c.ca_file == cfg_.ca_file && c.protocol == cfg_.protocol;
 }
 
-net::awaitable<error_code> upstream_pool::acquire(connection& out, bool fresh, bool can_retry) {
-    out = {};
-    if (!fresh) {
-        const auto now = std::chrono::steady_clock::now();
-        std::lock_guard lock(mu_);
-        while (!idle_.empty()) {
-            idle_entry e = std::move(idle_.back());
-            idle_.pop_back();
-            const auto age = now - e.since;
-            const bool trusted = can_retry && age < probe_free_age;
-            if (age < max_idle_age && (trusted || looks_alive(*e.stream))) {
-                out.stream = std::move(e.stream);
-                out.reused = true;
-                co_return error_code{};
-            }
-            e.stream->close();
-        }
+task<error_code> upstream_pool::acquire(connection& out, bool fresh, bool can_retry) {
+    if (!fresh && take_idle(out, can_retry)) {
+        co_return error_code{};
     }
     co_return co_await connect(out);
 }
 
-net::awaitable<error_code> upstream_pool::connect(connection& out) {
+bool upstream_pool::take_idle(connection& out, bool can_retry) {
+    out = {};
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mu_);
+    while (!idle_.empty()) {
+        idle_entry e = std::move(idle_.back());
+        idle_.pop_back();
+        const auto age = now - e.since;
+        const bool trusted = can_retry && age < probe_free_age;
+        if (age < max_idle_age && (trusted || looks_alive(*e.stream))) {
+            out.stream = std::move(e.stream);
+            out.reused = true;
+            return true;
+        }
+        e.stream->close();
+    }
+    return false;
+}
+
+task<error_code> upstream_pool::connect(connection& out) {
     using namespace net::experimental::awaitable_operators;
+    out = {};
     const auto deadline = std::chrono::steady_clock::now() + cfg_.connect_timeout;
 
     if (cfg_.scheme == config::upstream_scheme::unix_socket) {
@@ -104,7 +109,7 @@ net::awaitable<error_code> upstream_pool::connect(connection& out) {
         auto& u = *s->unix_socket();
         u.expires_at(deadline);
         auto [ec] = co_await u.async_connect(net::local::stream_protocol::endpoint(cfg_.unix_path),
-                                             use_tuple);
+                                             deferred_tuple);
         if (ec) {
             co_return ec;
         }
@@ -124,8 +129,8 @@ net::awaitable<error_code> upstream_pool::connect(connection& out) {
         tcp::resolver resolver(exec_);
         net::steady_timer timer(exec_, deadline);
         auto r =
-            co_await (resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_tuple) ||
-                      timer.async_wait(use_tuple));
+            co_await (resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_task_tuple) ||
+                      timer.async_wait(use_task_tuple));
         if (r.index() == 1) {
             co_return beast::error::timeout;
         }
@@ -152,7 +157,7 @@ net::awaitable<error_code> upstream_pool::connect(connection& out) {
         if (tcp_layer.socket().is_open()) {
             tcp_layer.close();
         }
-        std::tie(ec) = co_await tcp_layer.async_connect(ep, use_tuple);
+        std::tie(ec) = co_await tcp_layer.async_connect(ep, deferred_tuple);
         if (!ec || ec == beast::error::timeout) {
             break;
         }
@@ -172,7 +177,7 @@ net::awaitable<error_code> upstream_pool::connect(connection& out) {
         if (cfg_.tls_verify) {
             t->set_verify_callback(net::ssl::host_name_verification(cfg_.host));
         }
-        auto [hec] = co_await t->async_handshake(net::ssl::stream_base::client, use_tuple);
+        auto [hec] = co_await t->async_handshake(net::ssl::stream_base::client, use_task_tuple);
         if (hec) {
             co_return hec;
         }

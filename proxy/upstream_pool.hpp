@@ -46,8 +46,15 @@ public:
     /// `can_retry`: the caller sends the request again on a fresh connection if a reused one
     /// turns out closed (idempotent, no body); then a connection idle for less than a second is
     /// taken without the liveness probe (a recv syscall that is known to fail with EAGAIN).
-    net::awaitable<boost::system::error_code> acquire(connection& out, bool fresh,
-                                                      bool can_retry = false);
+    task<boost::system::error_code> acquire(connection& out, bool fresh,
+                                            bool can_retry = false);
+
+    /// acquire()'s first step, without I/O: an idle connection that still looks alive (true,
+    /// `out` set), or false. Then connect() makes a new one.
+    bool take_idle(connection& out, bool can_retry = false);
+
+    /// acquire()'s second step: a new connection (resolve, connect, TLS handshake).
+    task<boost::system::error_code> connect(connection& out);
 
     /// Returns a connection whose last exchange completed cleanly and may be reused. Beyond
     /// max_idle_connections the oldest idle connection is closed.
@@ -67,7 +74,6 @@ public:
     std::shared_ptr<h2_connections> h2;
 
 private:
-    net::awaitable<boost::system::error_code> connect(connection& out);
 
     struct idle_entry {
         std::unique_ptr<any_stream> stream;

@@ -23,9 +23,8 @@ namespace clerk::proxy {
 namespace {
 
 using boost::system::error_code;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
-net::awaitable<void> run_forward(h2::stream_io& io, upstream_pool& pool,
+task<void> run_forward(h2::stream_io& io, upstream_pool& pool,
                                  core::auth_decision& result, bool& done, h2::wakeup& wake) {
     result = co_await h2::forward_h2(io, pool);
     done = true;
@@ -34,7 +33,7 @@ net::awaitable<void> run_forward(h2::stream_io& io, upstream_pool& pool,
 
 }  // namespace
 
-net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
+task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
     const auto& cfg = *ex.rt.cfg;
     if (ex.websocket) {
         co_return core::auth_decision{core::decision_kind::upstream_unavailable,
@@ -118,12 +117,12 @@ net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& 
         }
     });
     // Every return below waits for the sibling first: it uses this frame.
-    const auto finish = [&]() -> net::awaitable<void> {
+    const auto finish = [&]() -> task<void> {
         while (!done) {
             co_await wake.wait();
         }
     };
-    const auto abandon = [&]() -> net::awaitable<void> {
+    const auto abandon = [&]() -> task<void> {
         client_gone = true;
         req.abort();
         stream_wake.notify();
@@ -148,7 +147,7 @@ net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& 
             p.get().body().size = body_chunk_bytes;
             ex.client.expires_after(cfg.limits.idle_timeout);
             auto [ec, n] =
-                co_await http::async_read_some(ex.client, ex.client_buffer, p, use_tuple);
+                co_await http::async_read_some(ex.client, ex.client_buffer, p, deferred_tuple);
             if (ec == http::error::need_buffer) {
                 ec = {};
             }
@@ -214,7 +213,7 @@ net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& 
     wire += "\r\n";
     ex.keep_alive = keep;
     ex.client.expires_after(cfg.limits.idle_timeout);
-    auto [hec, hn] = co_await net::async_write(ex.client, net::buffer(wire), use_tuple);
+    auto [hec, hn] = co_await net::async_write(ex.client, net::buffer(wire), deferred_tuple);
     if (hec) {
         ex.client_failed = true;
         co_await abandon();
@@ -251,7 +250,7 @@ net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& 
             const std::array<net::const_buffer, 3> pieces{net::buffer(size_line, size_len),
                                                           net::buffer(data), net::buffer(tail)};
             ex.client.expires_after(cfg.limits.idle_timeout);
-            auto [wec, wn] = co_await net::async_write(ex.client, pieces, use_tuple);
+            auto [wec, wn] = co_await net::async_write(ex.client, pieces, deferred_tuple);
             if (wec) {
                 ex.client_failed = true;
                 co_await abandon();

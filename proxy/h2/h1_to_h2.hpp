@@ -12,6 +12,6 @@ namespace clerk::proxy {
 /// connection: allow once a response was relayed (or the client broke: ex.client_failed), else
 /// the refusal to render (upstream_unavailable, upstream_timeout, body_too_large). A WebSocket
 /// upgrade cannot cross HTTP/2 here: 502 upgrade_not_supported.
-net::awaitable<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool);
+task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool);
 
 }  // namespace clerk::proxy

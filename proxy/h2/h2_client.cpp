@@ -32,7 +32,6 @@ namespace {
 
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 const std::shared_ptr<spdlog::logger>& client_log() {
     static const auto log = get_logger("upstream");
@@ -58,7 +57,7 @@ struct client_stream {
 
 class client_connection : public std::enable_shared_from_this<client_connection> {
 public:
-    client_connection(std::unique_ptr<any_stream> io, const net::any_io_executor& ex)
+    client_connection(std::unique_ptr<any_stream> io, const loop_executor& ex)
         : io_(std::move(io)), wake_(ex) {}
     ~client_connection() {
         if (ng_ != nullptr) {
@@ -67,7 +66,7 @@ public:
         ended_.clear();  // after the session
     }
 
-    bool start(const net::any_io_executor& ex) {
+    bool start(const loop_executor& ex) {
         nghttp2_session_callbacks* cbs = nullptr;
         nghttp2_session_callbacks_new(&cbs);
         nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
@@ -166,10 +165,10 @@ public:
     }
 
 private:
-    net::awaitable<void> reader(std::shared_ptr<client_connection> /*keep*/) {
+    task<void> reader(std::shared_ptr<client_connection> /*keep*/) {
         std::array<std::uint8_t, 16 * 1024> buf;
         for (;;) {
-            auto [ec, n] = co_await io_->async_read_some(net::buffer(buf), use_tuple);
+            auto [ec, n] = co_await io_->async_read_some(net::buffer(buf), deferred_tuple);
             if (ec || dead_) {
                 break;
             }
@@ -187,7 +186,7 @@ private:
         fail_all();
     }
 
-    net::awaitable<void> writer(std::shared_ptr<client_connection> /*keep*/) {
+    task<void> writer(std::shared_ptr<client_connection> /*keep*/) {
         std::string out;
         while (!dead_) {
             out.clear();
@@ -207,7 +206,7 @@ private:
                 co_await wake_.wait();
                 continue;
             }
-            auto [ec, n] = co_await net::async_write(*io_, net::buffer(out), use_tuple);
+            auto [ec, n] = co_await net::async_write(*io_, net::buffer(out), deferred_tuple);
             if (ec) {
                 break;
             }
@@ -389,7 +388,7 @@ private:
 namespace {
 
 /// A connection of the pool with room for one more stream, else a new one.
-net::awaitable<std::shared_ptr<client_connection>> acquire(upstream_pool& pool,
+task<std::shared_ptr<client_connection>> acquire(upstream_pool& pool,
                                                            core::auth_decision& failure) {
     if (!pool.h2) {
         pool.h2 = std::make_shared<upstream_pool::h2_connections>();
@@ -434,7 +433,7 @@ namespace {
 
 /// One try of forward_h2. `refused` is set when the upstream refused the stream before taking
 /// any of it (REFUSED_STREAM, e.g. a GOAWAY racing the request): it may be sent again.
-net::awaitable<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
+task<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
                                            clock::time_point started, bool& refused) {
     core::auth_decision failure{core::decision_kind::upstream_unavailable, "connect_failed"};
     auto csp = std::make_shared<client_stream>();
@@ -537,7 +536,7 @@ net::awaitable<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
 
 }  // namespace
 
-net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool) {
+task<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool) {
     const auto started = clock::now();
     bool refused = false;
     auto d = co_await try_h2(io, pool, started, refused);

@@ -29,7 +29,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 using h2::header_list;
 namespace http = boost::beast::http;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 const std::shared_ptr<spdlog::logger>& h2_log() {
     static const auto log = get_logger("http2");
@@ -39,7 +38,7 @@ const std::shared_ptr<spdlog::logger>& h2_log() {
 /// What a stream's task keeps besides the engine's stream: its wake-up (request data, room in
 /// the response pipe, the stream's end) and the way to stop its upstream I/O.
 struct stream_state {
-    stream_state(std::shared_ptr<h2::server_stream> st, const net::any_io_executor& ex)
+    stream_state(std::shared_ptr<h2::server_stream> st, const loop_executor& ex)
         : s(std::move(st)), wake(ex) {}
     std::shared_ptr<h2::server_stream> s;
     h2::wakeup wake;
@@ -54,7 +53,7 @@ class h2_server_connection : public std::enable_shared_from_this<h2_server_conne
 public:
     h2_server_connection(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
                          std::string peer_ip, bool tls, std::uint64_t conn_id,
-                         const net::any_io_executor& ex)
+                         const loop_executor& ex)
         : io_(io),
           in_(buffer),
           env_(env),
@@ -65,7 +64,7 @@ public:
           write_wake_(ex),
           done_wake_(ex) {}
 
-    net::awaitable<void> run() {
+    task<void> run() {
         const auto pin = env_.runtime->current();
         const auto& cfg = *pin->rt->cfg;
         idle_timeout_ = cfg.limits.idle_timeout;
@@ -87,7 +86,7 @@ public:
                 break;
             }
             update_idle();
-            auto [ec, n] = co_await io_.async_read_some(in_.prepare(16 * 1024), use_tuple);
+            auto [ec, n] = co_await io_.async_read_some(in_.prepare(16 * 1024), deferred_tuple);
             if (ec) {
                 break;
             }
@@ -147,7 +146,7 @@ private:
     }
 
     // --- the single writer: what the engine has queued, gathered into one write at a time
-    net::awaitable<void> writer(std::shared_ptr<h2_server_connection> self) {
+    task<void> writer(std::shared_ptr<h2_server_connection> self) {
         std::string out;
         // A client that stops reading the socket (whatever its windows say) blocks a write: it
         // gets idle_timeout per write, then the connection is closed.
@@ -181,7 +180,7 @@ private:
                 }
             });
             writing_ = true;
-            auto [ec, n] = co_await net::async_write(io_, net::buffer(out), use_tuple);
+            auto [ec, n] = co_await net::async_write(io_, net::buffer(out), deferred_tuple);
             writing_ = false;
             write_deadline.cancel();
             if (ec) {
@@ -263,7 +262,7 @@ private:
         }
     }
 
-    net::awaitable<void> stream_task(std::shared_ptr<h2_server_connection> /*keep*/,
+    task<void> stream_task(std::shared_ptr<h2_server_connection> /*keep*/,
                                      std::shared_ptr<stream_state> st) {
         // (The connection's idle deadline is managed by update_idle(), from the open streams.)
         const auto pin = env_.runtime->current();
@@ -345,8 +344,13 @@ private:
                          ++it) {
                         authorization.push_back(it->value());
                     }
-                    auth =
-                        co_await authorize_request(rt, *env_.m, method, target.path, authorization);
+                    if (auto now = authorize_request_now(rt, *env_.m, method, target.path,
+                                                         authorization)) {
+                        auth = std::move(*now);
+                    } else {
+                        auth = co_await authorize_request(rt, *env_.m, method, target.path,
+                                                          authorization);
+                    }
                 }
             }
         }
@@ -447,7 +451,7 @@ private:
         respond(st, 200, std::move(f), true);
     }
 
-    net::awaitable<core::auth_decision> forward(
+    task<core::auth_decision> forward(
         stream_state& st, const runtime& rt, const header_fields& fields, const std::string& method,
         const core::identity* ident, const core::normalized_target& target,
         const std::string& request_id, int& status, std::optional<double>& upstream_ms) {
@@ -537,7 +541,7 @@ private:
     std::string peer_ip_;
     bool tls_;
     std::uint64_t conn_id_;
-    net::any_io_executor ex_;
+    loop_executor ex_;
     std::optional<h2::server_frames> frames_;
     h2::wakeup write_wake_;
     h2::wakeup done_wake_;
@@ -551,7 +555,7 @@ private:
     clock::duration idle_timeout_ = std::chrono::seconds(60);
 };
 
-net::awaitable<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
+task<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
                               std::string peer_ip, bool tls, std::uint64_t conn_id,
                               std::shared_ptr<h2_server_connection>& handle) {
     const auto ex = co_await net::this_coro::executor;

@@ -26,7 +26,7 @@ class h2_server_connection;
 /// client preface first, with prior knowledge; nothing yet after ALPN). Returns only when every
 /// stream it started has finished. `on_start` receives the connection (for drain requests,
 /// h2_close_if_idle) before any I/O. `io`, `buffer` and `env` must outlive the call.
-net::awaitable<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
+task<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
                               std::string peer_ip, bool tls, std::uint64_t conn_id,
                               std::shared_ptr<h2_server_connection>& handle);
 

@@ -32,14 +32,14 @@ public:
     explicit wakeup(const net::any_io_executor& ex) : timer_(ex) {
         timer_.expires_at(std::chrono::steady_clock::time_point::max());
     }
-    net::awaitable<void> wait() {
+    task<void> wait() {
         timer_.expires_at(std::chrono::steady_clock::time_point::max());
-        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+        co_await timer_.async_wait(deferred_tuple);
     }
     /// Waits at most `d` (a deadline for the condition the caller re-checks).
-    net::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
+    task<void> wait_for(std::chrono::steady_clock::duration d) {
         timer_.expires_after(d);
-        co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
+        co_await timer_.async_wait(deferred_tuple);
     }
     void notify() { timer_.cancel(); }
 
@@ -78,6 +78,6 @@ struct stream_io {
 /// until it ends; this call returns when it has), or the refusal to render when no response
 /// started: upstream_unavailable (connect failed, no h2 by ALPN, stream refused or reset),
 /// upstream_timeout. Never throws for network outcomes.
-net::awaitable<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool);
+task<core::auth_decision> forward_h2(stream_io& io, upstream_pool& pool);
 
 }  // namespace clerk::proxy::h2

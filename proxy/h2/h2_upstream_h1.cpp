@@ -19,7 +19,6 @@ namespace {
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
 namespace http = boost::beast::http;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 bool is_idempotent(std::string_view m) {
     return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" ||
@@ -48,7 +47,7 @@ struct upstream_guard {
 
 }  // namespace
 
-net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool,
+task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool,
                                                std::string_view method, std::string_view target,
                                                const header_fields& fields,
                                                const forward_params& fp,
@@ -91,7 +90,7 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
         auto* up = g.conn.stream.get();
         cancel = [up] { up->close(); };
         up->expires_after(ucfg.timeout);
-        auto [wec, wn] = co_await net::async_write(*up, net::buffer(head), use_tuple);
+        auto [wec, wn] = co_await net::async_write(*up, net::buffer(head), deferred_tuple);
         if (wec) {
             const bool reused = g.conn.reused;
             g.drop();
@@ -142,7 +141,7 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
                 const std::array<net::const_buffer, 3> pieces{net::buffer(size_line, size_len),
                                                               net::buffer(data), net::buffer(tail)};
                 up->expires_after(ucfg.timeout);
-                auto [bec, bn] = co_await net::async_write(*up, pieces, use_tuple);
+                auto [bec, bn] = co_await net::async_write(*up, pieces, deferred_tuple);
                 if (bec) {
                     co_return core::auth_decision{core::decision_kind::upstream_unavailable,
                                                   "upstream_write_failed"};
@@ -159,7 +158,7 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
             rp.emplace();
             rp->body_limit(boost::none);
             up->expires_after(ucfg.timeout);
-            auto [rec, rn] = co_await http::async_read_header(*up, up_buffer, *rp, use_tuple);
+            auto [rec, rn] = co_await http::async_read_header(*up, up_buffer, *rp, deferred_tuple);
             if (rec) {
                 if (io.client_gone()) {
                     co_return core::auth_decision{};
@@ -229,7 +228,7 @@ net::awaitable<core::auth_decision> forward_h1(stream_io& io, upstream_pool& poo
         rp->get().body().data = chunk.data();
         rp->get().body().size = chunk.size();
         up->expires_after(ucfg.timeout);
-        auto [rec, rn] = co_await http::async_read_some(*up, up_buffer, *rp, use_tuple);
+        auto [rec, rn] = co_await http::async_read_some(*up, up_buffer, *rp, deferred_tuple);
         if (rec && rec != http::error::need_buffer) {
             log->warn("[r{}] upstream response body incomplete: {}", io.request_id, rec.message());
             res_pipe.abort();

@@ -114,8 +114,8 @@ struct fixture {
                              std::chrono::milliseconds budget = 2s) {
         std::optional<proxy::auth_result> out;
         net::co_spawn(
-            net::make_strand(ioc),
-            [&]() -> net::awaitable<void> {
+            ioc,
+            [&]() -> proxy::task<void> {
                 out = co_await auth->authenticate(token, cls, steady::now() + budget);
             },
             [](std::exception_ptr e) {
@@ -422,8 +422,8 @@ TEST_CASE("concurrent misses across threads make exactly one Clerk call", "[cler
     std::atomic<int> allowed{0}, done{0};
     for (int i = 0; i < n; ++i) {
         net::co_spawn(
-            net::make_strand(f.ioc),
-            [&]() -> net::awaitable<void> {
+            f.ioc,
+            [&]() -> proxy::task<void> {
                 auto r = co_await f.auth->authenticate("mt_shared", opaque_m2m, steady::now() + 2s);
                 if (r.decision.allowed() && r.id && r.id->token_id == "mt_1") {
                     ++allowed;
@@ -455,8 +455,8 @@ TEST_CASE("concurrent misses on distinct tokens are not coalesced", "[clerk_auth
     std::atomic<int> done{0};
     for (int i = 0; i < 20; ++i) {
         net::co_spawn(
-            net::make_strand(f.ioc),
-            [&, i]() -> net::awaitable<void> {
+            f.ioc,
+            [&, i]() -> proxy::task<void> {
                 std::string tok = "mt_tok" + std::to_string(i % 10);
                 co_await f.auth->authenticate(tok, opaque_m2m, steady::now() + 2s);
                 ++done;

@@ -47,7 +47,12 @@ bool is_ctl(char c) {
 }
 
 bool has_ctl(std::string_view s) {
-    return std::any_of(s.begin(), s.end(), is_ctl);
+    // No early exit: the loop vectorizes (identity values are short and almost always clean).
+    unsigned bad = 0;
+    for (const char c : s) {
+        bad |= static_cast<unsigned>(is_ctl(c));
+    }
+    return bad != 0;
 }
 
 // Header values must never carry CR, LF or NUL (response splitting / request smuggling), so
@@ -192,17 +197,19 @@ void header_rules::for_each_identity_header(
         scratch = header_safe(v);
         return scratch;
     };
-    add(names_.subject, safe(id.subject));
+    // `subject` may point into scratch: used before the next safe() call.
+    const std::string_view subject = safe(id.subject);
+    add(names_.subject, subject);
     if (id.is_machine()) {
-        add(names_.machine_id, safe(id.subject));
+        add(names_.machine_id, subject);
     }
     if (id.subject.starts_with("user_")) {
-        add(names_.user_id, safe(id.subject));
+        add(names_.user_id, subject);
     }
     if (!id.org_id.empty()) {
         add(names_.org_id, safe(id.org_id));
     } else if (id.subject.starts_with("org_")) {
-        add(names_.org_id, safe(id.subject));
+        add(names_.org_id, subject);
     }
     add(names_.token_id, safe(id.token_id));
     add(names_.token_type, to_string(id.type));

@@ -27,7 +27,7 @@ namespace beast = boost::beast;
 /// from one event loop (the owning session's). Not movable once I/O started (ssl state).
 class any_stream {
 public:
-    using executor_type = net::any_io_executor;
+    using executor_type = loop_executor;
     using tcp_stream = deadline_stream<net::ip::tcp>;
     using tls_stream = beast::ssl_stream<tcp_stream>;
     using unix_stream = deadline_stream<net::local::stream_protocol>;

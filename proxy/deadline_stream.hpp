@@ -21,6 +21,8 @@
 // are) waits for it.
 // Not thread-safe: one event loop (the owning connection's) uses it.
 
+#include "proxy/net.hpp"
+
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
@@ -44,12 +46,14 @@ namespace detail {
 template <class Protocol>
 struct deadline_state : std::enable_shared_from_this<deadline_state<Protocol>> {
     using clock = std::chrono::steady_clock;
-    using socket_type = boost::asio::basic_stream_socket<Protocol>;
+    using socket_type = boost::asio::basic_stream_socket<Protocol, loop_executor>;
+    using timer_type = boost::asio::basic_waitable_timer<clock, boost::asio::wait_traits<clock>,
+                                                         loop_executor>;
 
     explicit deadline_state(socket_type s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
     socket_type socket;
-    boost::asio::steady_timer timer;
+    timer_type timer;
     clock::time_point deadline = clock::time_point::max();
     clock::time_point armed_at = clock::time_point::max();
     std::uint64_t generation = 0;  // of the current arming; older wake-ups are ignored
@@ -138,13 +142,18 @@ class deadline_stream {
 public:
     using clock = std::chrono::steady_clock;
     using protocol_type = Protocol;
-    using socket_type = boost::asio::basic_stream_socket<Protocol>;
-    using executor_type = typename socket_type::executor_type;
+    /// On the loop's concrete executor (proxy/net.hpp): no type-erased executor is copied per
+    /// operation.
+    using socket_type = boost::asio::basic_stream_socket<Protocol, loop_executor>;
+    using executor_type = loop_executor;
     using lowest_layer_type = socket_type;  // what boost::asio::ssl::stream asks of its next layer
 
     explicit deadline_stream(socket_type s)
         : st_(std::make_shared<detail::deadline_state<Protocol>>(std::move(s))) {}
     explicit deadline_stream(const executor_type& ex) : deadline_stream(socket_type(ex)) {}
+    /// Takes over a socket made on a type-erased executor (an accepted one) without I/O.
+    explicit deadline_stream(boost::asio::basic_stream_socket<Protocol> s)
+        : deadline_stream(adopt(std::move(s))) {}
 
     executor_type get_executor() noexcept { return st_->socket.get_executor(); }
     socket_type& socket() noexcept { return st_->socket; }
@@ -210,6 +219,21 @@ public:
     }
 
 private:
+    static socket_type adopt(boost::asio::basic_stream_socket<Protocol> s) {
+        const auto loop = loop_of(s.get_executor());
+        boost::system::error_code ec;
+        const auto local = s.local_endpoint(ec);
+        if (ec || !s.is_open()) {
+            return socket_type(loop);  // closed: the first operation fails
+        }
+        const auto protocol = local.protocol();
+        const auto fd = s.release(ec);
+        if (ec) {
+            return socket_type(loop);
+        }
+        return socket_type(loop, protocol, fd);
+    }
+
     using state_type = detail::deadline_state<Protocol>;
 
     template <class Handler>

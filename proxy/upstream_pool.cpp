@@ -105,7 +105,7 @@ task<error_code> upstream_pool::connect(connection& out) {
     const auto deadline = std::chrono::steady_clock::now() + cfg_.connect_timeout;
 
     if (cfg_.scheme == config::upstream_scheme::unix_socket) {
-        auto s = std::make_unique<any_stream>(std::in_place_type<any_stream::unix_stream>, exec_);
+        auto s = std::make_unique<any_stream>(std::in_place_type<any_stream::unix_stream>, loop_of(exec_));
         auto& u = *s->unix_socket();
         u.expires_at(deadline);
         auto [ec] = co_await u.async_connect(net::local::stream_protocol::endpoint(cfg_.unix_path),
@@ -145,9 +145,9 @@ task<error_code> upstream_pool::connect(connection& out) {
 
     std::unique_ptr<any_stream> s;
     if (tls_) {
-        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tls_stream>, exec_, *tls_);
+        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tls_stream>, loop_of(exec_), *tls_);
     } else {
-        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tcp_stream>, exec_);
+        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tcp_stream>, loop_of(exec_));
     }
     auto& tcp_layer = s->tls() ? beast::get_lowest_layer(*s->tls()) : *s->tcp();
     tcp_layer.expires_at(deadline);

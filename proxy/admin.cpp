@@ -15,7 +15,6 @@ namespace clerk::proxy {
 namespace {
 
 namespace http = boost::beast::http;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 }  // namespace
 

@@ -39,18 +39,17 @@ auth_result refused_by_classification(const core::classification_result& c);
 class authenticator {
 public:
     virtual ~authenticator() = default;
-    virtual task<auth_result> authenticate(
-        std::string_view token, core::token_class cls,
-        std::chrono::steady_clock::time_point deadline) = 0;
+    virtual task<auth_result> authenticate(std::string_view token, core::token_class cls,
+                                           std::chrono::steady_clock::time_point deadline) = 0;
     /// The data path's entry: a token not classified yet (core::pre_authenticate with
     /// classify=false). An implementation with a cache consults it first, so that a cached token
     /// costs no classification; otherwise, and on a miss, the token is classified and refused
     /// as core::classify_and_accept says (malformed, token_type_not_accepted: no verification
     /// and no Clerk call), else verified as authenticate() does. Default: classify, then
     /// authenticate().
-    virtual task<auth_result> authenticate_bearer(
-        std::string_view token, const core::token_acceptance& accepts,
-        std::chrono::steady_clock::time_point deadline);
+    virtual task<auth_result> authenticate_bearer(std::string_view token,
+                                                  const core::token_acceptance& accepts,
+                                                  std::chrono::steady_clock::time_point deadline);
     /// authenticate_bearer's answer when it needs no I/O (a cached or negatively cached token,
     /// a token refused by its shape), with the same result and metrics; nullopt when it would
     /// have to wait (a miss), and then authenticate_bearer is awaited. The request path asks

@@ -256,7 +256,7 @@ public:
     }
 
     task<auth_result> authenticate(std::string_view token, core::token_class cls,
-                                             steady::time_point deadline) override {
+                                   steady::time_point deadline) override {
         const core::token_digest key = process_hasher().digest(token);
         const auto look = st_->cache->lookup(key);
         co_return co_await authenticate_with(key, look, token, cls, deadline);

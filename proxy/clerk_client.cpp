@@ -56,7 +56,6 @@ using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 using steady = std::chrono::steady_clock;
 
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr std::size_t max_body_bytes = 1 << 20;
 constexpr std::uint32_t max_header_bytes = 16 * 1024;
 /// Idle connections older than this are dropped rather than reused: servers and middleboxes

@@ -17,9 +17,9 @@
 namespace clerk::proxy {
 
 /// Awaits the result of the flight for `key`, from a coroutine on `Executor` (a request's
-/// `task` by default). The first caller (the
-/// leader) co_spawns `make_lead()`'s awaitable (a `net::awaitable`) on `lead_exec`, detached from its own coroutine, so the flight
-/// finishes even if the leader's request goes away; its result is delivered to every caller
+/// `task` by default). The first caller (the leader) co_spawns `make_lead()`'s awaitable (a
+/// `net::awaitable`) on `lead_exec`, detached from its own coroutine, so the flight finishes
+/// even if the leader's request goes away; its result is delivered to every caller
 /// (leader included) by posting to each caller's own executor. Callers that join later than
 /// the completion start a new flight, so `make_lead` should re-check its cache first.
 ///
@@ -27,9 +27,10 @@ namespace clerk::proxy {
 /// everything it uses (capture shared_ptrs by value). If it throws, or its awaitable throws,
 /// every caller receives `on_error()`. `sf` must outlive the flight.
 template <class Result, class Executor = loop_executor, class MakeLead, class OnError>
-net::awaitable<Result, Executor> join_flight(core::single_flight<Result>& sf, const core::token_digest& key,
-                                   net::any_io_executor lead_exec, MakeLead make_lead,
-                                   OnError on_error) {
+net::awaitable<Result, Executor> join_flight(core::single_flight<Result>& sf,
+                                             const core::token_digest& key,
+                                             net::any_io_executor lead_exec, MakeLead make_lead,
+                                             OnError on_error) {
     auto init = [&](auto handler) {
         using handler_t = decltype(handler);
         auto h = std::make_shared<handler_t>(std::move(handler));

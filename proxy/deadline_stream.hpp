@@ -47,8 +47,8 @@ template <class Protocol>
 struct deadline_state : std::enable_shared_from_this<deadline_state<Protocol>> {
     using clock = std::chrono::steady_clock;
     using socket_type = boost::asio::basic_stream_socket<Protocol, loop_executor>;
-    using timer_type = boost::asio::basic_waitable_timer<clock, boost::asio::wait_traits<clock>,
-                                                         loop_executor>;
+    using timer_type =
+        boost::asio::basic_waitable_timer<clock, boost::asio::wait_traits<clock>, loop_executor>;
 
     explicit deadline_state(socket_type s) : socket(std::move(s)), timer(socket.get_executor()) {}
 

@@ -46,4 +46,16 @@ void append_chunk_header(std::string& out, std::uint64_t size) {
     out += "\r\n";
 }
 
+chunk_frame::chunk_frame(std::uint64_t size, bool last) noexcept {
+    if (size > 0) {
+        const auto r = std::to_chars(size_line_, size_line_ + sizeof size_line_ - 2, size, 16);
+        r.ptr[0] = '\r';
+        r.ptr[1] = '\n';
+        size_len_ = static_cast<std::size_t>(r.ptr - size_line_) + 2;
+    }
+    static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
+    tail_ = size > 0 ? (last ? end_and_last : end_and_last.substr(0, 2))
+                     : (last ? end_and_last.substr(2) : std::string_view());
+}
+
 }  // namespace clerk::proxy

@@ -31,4 +31,19 @@ void append_chunk_header(std::string& out, std::uint64_t size);
 inline constexpr std::string_view chunk_end = "\r\n";
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 
+/// The framing around `size` bytes of body data sent chunked: `head()` before the data (the
+/// chunk-size line; empty when size is 0) and `tail()` after it (CRLF ending the chunk, then
+/// the last chunk when `last`). One piece of a body is then head + data + tail in one write.
+class chunk_frame {
+public:
+    chunk_frame(std::uint64_t size, bool last) noexcept;
+    std::string_view head() const noexcept { return {size_line_, size_len_}; }
+    std::string_view tail() const noexcept { return tail_; }
+
+private:
+    char size_line_[20]{};  // 16 hex digits and CRLF at most
+    std::size_t size_len_ = 0;
+    std::string_view tail_;
+};
+
 }  // namespace clerk::proxy

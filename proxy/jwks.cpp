@@ -116,8 +116,8 @@ net::awaitable<void> coalesced_fetch(state_ptr st, steady::time_point deadline,
         return fetch_once(st, deadline);
     };
     auto on_error = [] { return false; };
-    net::awaitable<bool> flight =
-        join_flight<bool, net::any_io_executor>(flights, flight_key, exec, std::move(make_lead), on_error);
+    net::awaitable<bool> flight = join_flight<bool, net::any_io_executor>(
+        flights, flight_key, exec, std::move(make_lead), on_error);
     co_await std::move(flight);
 }
 

@@ -17,7 +17,6 @@ namespace {
 
 using boost::system::error_code;
 using tcp = net::ip::tcp;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 }  // namespace
 

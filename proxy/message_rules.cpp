@@ -316,6 +316,21 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 }  // namespace
 
+forward_params forward_params_for(const core::header_rules& rules, const config::config& cfg,
+                                  const core::identity* id, std::string_view peer_ip,
+                                  bool downstream_tls, std::string_view request_id) {
+    forward_params fp;
+    fp.rules = &rules;
+    fp.id = id;
+    fp.forward_authorization = cfg.auth.forward_authorization;
+    fp.preserve_host = cfg.upstream.preserve_host;
+    fp.upstream_host = cfg.upstream.host_header;
+    fp.peer_ip = peer_ip;
+    fp.downstream_tls = downstream_tls;
+    fp.request_id = request_id;
+    return fp;
+}
+
 void rewrite_request_headers(const header_fields& in, header_fields& out, const forward_params& p) {
     std::string scratch;
     std::string xff;

@@ -4,6 +4,7 @@
 // request id, and the header rewrite in both directions.
 //
 // Includes <boost/beast/http/fields.hpp>: include this header from .cpp files only.
+#include "config/config.hpp"
 #include "core/auth_decision.hpp"
 #include "core/header_rules.hpp"
 #include "core/identity.hpp"
@@ -64,6 +65,12 @@ struct forward_params {
     /// only hop-by-hop headers kept, are added.
     bool websocket_upgrade = false;
 };
+
+/// The parameters of one request forwarded under `cfg` (auth.forward_authorization,
+/// upstream.preserve_host and host header) with `rules`; websocket_upgrade is left false.
+forward_params forward_params_for(const core::header_rules& rules, const config::config& cfg,
+                                  const core::identity* id, std::string_view peer_ip,
+                                  bool downstream_tls, std::string_view request_id);
 
 /// Builds the upstream request headers from the client's: drops hop-by-hop headers, those named
 /// in Connection, every identity header (all routes, auth: none included), Content-Length and

@@ -13,6 +13,10 @@
 namespace clerk::proxy {
 namespace net = boost::asio;
 
+/// Completion token for the coroutines off the request path (`net::awaitable`: the Clerk
+/// client, JWKS, Redis, the admin listener, signals): a tuple (error_code first), no throw.
+inline constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
 /// The executor of one event loop (one io_context, one thread). The request path's coroutines
 /// (`task`) run on it by its concrete type: no type-erased executor is copied, compared or
 /// destroyed per operation, as `net::awaitable<T>` (any_io_executor) does. Work that runs on

@@ -23,7 +23,6 @@ namespace {
 
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// After this many commands in a row timed out, the connection is presumed dead (a peer that
 /// vanished without a reset) and replaced.

@@ -95,27 +95,13 @@ private:
     /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
     /// as an HTTP/1.1 chunk when `chunked` (followed by the last chunk when `last`): gathered
     /// into a single writev. The operation is returned to be awaited (`auto [ec, n] = co_await
-    /// ...`); the chunk-size line lives in the relay until it completes.
+    /// ...`); the chunk framing lives in the relay until it completes.
     auto write_body_piece(any_stream& s, std::size_t size, bool chunked, std::string_view prefix,
                           bool last) {
-        std::size_t size_len = 0;
-        std::string_view tail;
-        if (chunked) {
-            if (size > 0) {
-                const auto r = std::to_chars(size_line_, size_line_ + sizeof size_line_ - 2,
-                                             static_cast<std::uint64_t>(size), 16);
-                r.ptr[0] = '\r';
-                r.ptr[1] = '\n';
-                size_len = static_cast<std::size_t>(r.ptr - size_line_) + 2;
-            }
-            // "\r\n" ends this chunk's data; "0\r\n\r\n" is the last chunk.
-            static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
-            tail = size > 0 ? (last ? end_and_last : end_and_last.substr(0, 2))
-                            : (last ? end_and_last.substr(2) : std::string_view());
-        }
+        frame_ = chunked ? chunk_frame(size, last) : chunk_frame(0, false);
         const std::array<net::const_buffer, 4> pieces{
-            net::buffer(prefix), net::buffer(size_line_, size_len),
-            net::buffer(ex_.chunk.get(), size), net::buffer(tail)};
+            net::buffer(prefix), net::buffer(frame_.head()), net::buffer(ex_.chunk.get(), size),
+            net::buffer(frame_.tail())};
         return net::async_write(s, pieces, deferred_tuple);
     }
 
@@ -123,15 +109,8 @@ private:
     // into the connection's wire buffer (kept for a retry on a fresh connection)
     void build_request_head() {
         const auto& in = ex_.parser.get();
-        forward_params fp;
-        fp.rules = &ex_.rt.rules;
-        fp.id = ex_.id.get();
-        fp.forward_authorization = cfg_.auth.forward_authorization;
-        fp.preserve_host = cfg_.upstream.preserve_host;
-        fp.upstream_host = cfg_.upstream.host_header;
-        fp.peer_ip = ex_.peer_ip;
-        fp.downstream_tls = ex_.downstream_tls;
-        fp.request_id = ex_.request_id;
+        auto fp = forward_params_for(ex_.rt.rules, cfg_, ex_.id.get(), ex_.peer_ip,
+                                     ex_.downstream_tls, ex_.request_id);
         fp.websocket_upgrade = ex_.websocket;
         auto& head = ex_.wire;
         head.clear();
@@ -199,7 +178,8 @@ private:
         const auto executor = co_await net::this_coro::executor;
         net::steady_timer timer(
             executor, std::min<clock::duration>(std::chrono::seconds(1), cfg_.upstream.timeout));
-        auto r = co_await (up.async_wait_readable(use_task_tuple) || timer.async_wait(use_task_tuple));
+        auto r =
+            co_await (up.async_wait_readable(use_task_tuple) || timer.async_wait(use_task_tuple));
         if (r.index() == 0) {
             res_parser_.emplace();
             prepare_response_parser();
@@ -551,7 +531,7 @@ private:
     clock::time_point started_;
     bool expect_continue_ = false;
     bool early_final_ = false;
-    char size_line_[24]{};  ///< a chunk-size line being written (write_body_piece)
+    chunk_frame frame_{0, false};  ///< the chunk framing being written (write_body_piece)
 };
 
 }  // namespace

@@ -45,8 +45,7 @@ request_auth conclude(const core::pre_auth& pre, const auth_result& r, metrics& 
 }
 
 /// Route and token; a decision when no token needs verifying.
-std::optional<request_auth> decided_before_token(const core::pre_auth& pre,
-                                                 metrics& m) {
+std::optional<request_auth> decided_before_token(const core::pre_auth& pre, metrics& m) {
     if (pre.needs_verification) {
         return std::nullopt;
     }
@@ -61,8 +60,8 @@ std::optional<request_auth> decided_before_token(const core::pre_auth& pre,
 // The token is classified by the authenticator after its cache lookup (classify=false):
 // a cached token, JWT or opaque, costs its digest and nothing else.
 core::pre_auth route_and_token(const config::config& cfg, std::string_view method,
-                                         std::string_view path,
-                                         const std::vector<std::string_view>& authorization) {
+                               std::string_view path,
+                               const std::vector<std::string_view>& authorization) {
     return core::pre_authenticate(cfg.routes, cfg.auth.accepts, method, path, authorization,
                                   /*classify=*/false);
 }

@@ -35,8 +35,8 @@ std::optional<request_auth> authorize_request_now(
 /// Decides `method` `path` (normalized) with the request's Authorization values under the
 /// snapshot `rt`. The values must stay valid until the awaitable completes. Never throws for
 /// expected outcomes; bounded by the Clerk retry budget of the snapshot's config.
-task<request_auth> authorize_request(const runtime& rt, metrics& m,
-                                               std::string_view method, std::string_view path,
-                                               const std::vector<std::string_view>& authorization);
+task<request_auth> authorize_request(const runtime& rt, metrics& m, std::string_view method,
+                                     std::string_view path,
+                                     const std::vector<std::string_view>& authorization);
 
 }  // namespace clerk::proxy

@@ -51,7 +51,6 @@ std::optional<std::string> read_file(const std::string& path) {
     out << in.rdbuf();
     return std::move(out).str();
 }
-constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 /// Logs what escaped a coroutine (anything but an expected network outcome) and carries on:
 /// one broken connection must not take the process down.

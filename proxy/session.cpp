@@ -257,7 +257,8 @@ private:
             static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
         ex.parser.body_limit(boost::none);  // max_body_bytes is enforced by the session/relay
         stream_.expires_after(remaining(head_deadline_));
-        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, ex.parser, deferred_tuple);
+        auto [ec, n] =
+            co_await http::async_read_header(stream_, buffer_, ex.parser, deferred_tuple);
         stream_.expires_never();
         if (!ec) {
             co_return true;
@@ -368,7 +369,8 @@ private:
         // The check request's own method frames the answer (in forward-auth mode ex.method is
         // the original request's).
         if (ex.parser.is_header_done() && ex.parser.get().method() == http::verb::head) {
-            std::tie(ec, std::ignore) = co_await http::async_write_header(stream_, sr, deferred_tuple);
+            std::tie(ec, std::ignore) =
+                co_await http::async_write_header(stream_, sr, deferred_tuple);
         } else {
             std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, deferred_tuple);
             ex.bytes = res.body().size();

@@ -44,9 +44,8 @@ struct tunnel_state {
     }
 };
 
-task<void> pump(tunnel_state& s, any_stream& from, any_stream& to,
-                          beast::flat_buffer& pending, std::uint64_t& moved, char* buf,
-                          std::size_t size, std::string_view from_closed) {
+task<void> pump(tunnel_state& s, any_stream& from, any_stream& to, beast::flat_buffer& pending,
+                std::uint64_t& moved, char* buf, std::size_t size, std::string_view from_closed) {
     if (pending.size() > 0) {
         auto [ec, n] = co_await net::async_write(to, pending.data(), deferred_tuple);
         moved += n;
@@ -93,8 +92,8 @@ task<void> watchdog(tunnel_state& s, const tunnel_limits& limits) {
 }  // namespace
 
 task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
-                                         any_stream& upstream, beast::flat_buffer& upstream_pending,
-                                         const tunnel_limits& limits) {
+                               any_stream& upstream, beast::flat_buffer& upstream_pending,
+                               const tunnel_limits& limits) {
     using namespace net::experimental::awaitable_operators;
     // The streams' own per-operation deadlines would cut a quiet direction while the other is
     // busy: the watchdog owns the timing here.
@@ -112,9 +111,8 @@ task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pe
     co_return s.result;
 }
 
-task<void> serve_upgrade(exchange& ex,
-                                   const http::response_header<header_fields>& response,
-                                   any_stream& upstream, metrics& m) {
+task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
+                         any_stream& upstream, metrics& m) {
     const auto& cfg = *ex.rt.cfg;
     auto& head = ex.wire;
     head.clear();

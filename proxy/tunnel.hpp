@@ -34,15 +34,14 @@ struct tunnel_result {
 /// direction copies through its own 16 KiB buffer, allocated for the tunnel's life: an idle
 /// tunnel costs its two sockets and 32 KiB.
 task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pending,
-                                         any_stream& upstream, beast::flat_buffer& upstream_pending,
-                                         const tunnel_limits& limits);
+                               any_stream& upstream, beast::flat_buffer& upstream_pending,
+                               const tunnel_limits& limits);
 
 /// The upgrade half of the relay: writes the upstream's 101 (`response`, its fields rewritten
 /// with `Connection: upgrade` and `Upgrade: websocket`) to the client, counts it, and runs the
 /// tunnel with the limits of `ex.rt.cfg` and the identity's expiration; records the tunnel's
 /// bytes in `ex` and marks the client connection finished. The caller discards `upstream`.
-task<void> serve_upgrade(exchange& ex,
-                                   const http::response_header<header_fields>& response,
-                                   any_stream& upstream, metrics& m);
+task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
+                         any_stream& upstream, metrics& m);
 
 }  // namespace clerk::proxy

@@ -105,7 +105,8 @@ task<error_code> upstream_pool::connect(connection& out) {
     const auto deadline = std::chrono::steady_clock::now() + cfg_.connect_timeout;
 
     if (cfg_.scheme == config::upstream_scheme::unix_socket) {
-        auto s = std::make_unique<any_stream>(std::in_place_type<any_stream::unix_stream>, loop_of(exec_));
+        auto s = std::make_unique<any_stream>(std::in_place_type<any_stream::unix_stream>,
+                                              loop_of(exec_));
         auto& u = *s->unix_socket();
         u.expires_at(deadline);
         auto [ec] = co_await u.async_connect(net::local::stream_protocol::endpoint(cfg_.unix_path),
@@ -128,9 +129,9 @@ task<error_code> upstream_pool::connect(connection& out) {
     } else {
         tcp::resolver resolver(exec_);
         net::steady_timer timer(exec_, deadline);
-        auto r =
-            co_await (resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_task_tuple) ||
-                      timer.async_wait(use_task_tuple));
+        auto r = co_await (
+            resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_task_tuple) ||
+            timer.async_wait(use_task_tuple));
         if (r.index() == 1) {
             co_return beast::error::timeout;
         }
@@ -145,9 +146,11 @@ task<error_code> upstream_pool::connect(connection& out) {
 
     std::unique_ptr<any_stream> s;
     if (tls_) {
-        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tls_stream>, loop_of(exec_), *tls_);
+        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tls_stream>, loop_of(exec_),
+                                         *tls_);
     } else {
-        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tcp_stream>, loop_of(exec_));
+        s = std::make_unique<any_stream>(std::in_place_type<any_stream::tcp_stream>,
+                                         loop_of(exec_));
     }
     auto& tcp_layer = s->tls() ? beast::get_lowest_layer(*s->tls()) : *s->tcp();
     tcp_layer.expires_at(deadline);

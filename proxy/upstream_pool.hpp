@@ -46,8 +46,7 @@ public:
     /// `can_retry`: the caller sends the request again on a fresh connection if a reused one
     /// turns out closed (idempotent, no body); then a connection idle for less than a second is
     /// taken without the liveness probe (a recv syscall that is known to fail with EAGAIN).
-    task<boost::system::error_code> acquire(connection& out, bool fresh,
-                                            bool can_retry = false);
+    task<boost::system::error_code> acquire(connection& out, bool fresh, bool can_retry = false);
 
     /// acquire()'s first step, without I/O: an idle connection that still looks alive (true,
     /// `out` set), or false. Then connect() makes a new one.
@@ -74,7 +73,6 @@ public:
     std::shared_ptr<h2_connections> h2;
 
 private:
-
     struct idle_entry {
         std::unique_ptr<any_stream> stream;
         std::chrono::steady_clock::time_point since;

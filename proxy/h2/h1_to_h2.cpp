@@ -24,8 +24,8 @@ namespace {
 
 using boost::system::error_code;
 
-task<void> run_forward(h2::stream_io& io, upstream_pool& pool,
-                                 core::auth_decision& result, bool& done, h2::wakeup& wake) {
+task<void> run_forward(h2::stream_io& io, upstream_pool& pool, core::auth_decision& result,
+                       bool& done, h2::wakeup& wake) {
     result = co_await h2::forward_h2(io, pool);
     done = true;
     wake.notify();
@@ -40,15 +40,8 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
                                       "upgrade_not_supported"};
     }
     const auto& in = ex.parser.get();
-    forward_params fp;
-    fp.rules = &ex.rt.rules;
-    fp.id = ex.id.get();
-    fp.forward_authorization = cfg.auth.forward_authorization;
-    fp.preserve_host = cfg.upstream.preserve_host;
-    fp.upstream_host = cfg.upstream.host_header;
-    fp.peer_ip = ex.peer_ip;
-    fp.downstream_tls = ex.downstream_tls;
-    fp.request_id = ex.request_id;
+    const auto fp = forward_params_for(ex.rt.rules, cfg, ex.id.get(), ex.peer_ip, ex.downstream_tls,
+                                       ex.request_id);
     header_fields out;
     rewrite_request_headers(in, out, fp);
 
@@ -232,23 +225,9 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
             }
             const auto data = res.peek();
             const bool last = res.eof;
-            char size_line[24];
-            std::size_t size_len = 0;
-            if (chunked && !data.empty()) {
-                const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2,
-                                             static_cast<std::uint64_t>(data.size()), 16);
-                r.ptr[0] = '\r';
-                r.ptr[1] = '\n';
-                size_len = static_cast<std::size_t>(r.ptr - size_line) + 2;
-            }
-            std::string_view tail;
-            if (chunked) {
-                static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
-                tail = !data.empty() ? (last ? end_and_last : end_and_last.substr(0, 2))
-                                     : (last ? end_and_last.substr(2) : std::string_view());
-            }
-            const std::array<net::const_buffer, 3> pieces{net::buffer(size_line, size_len),
-                                                          net::buffer(data), net::buffer(tail)};
+            const auto frame = chunked ? chunk_frame(data.size(), last) : chunk_frame(0, false);
+            const std::array<net::const_buffer, 3> pieces{
+                net::buffer(frame.head()), net::buffer(data), net::buffer(frame.tail())};
             ex.client.expires_after(cfg.limits.idle_timeout);
             auto [wec, wn] = co_await net::async_write(ex.client, pieces, deferred_tuple);
             if (wec) {

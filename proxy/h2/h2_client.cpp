@@ -389,7 +389,7 @@ namespace {
 
 /// A connection of the pool with room for one more stream, else a new one.
 task<std::shared_ptr<client_connection>> acquire(upstream_pool& pool,
-                                                           core::auth_decision& failure) {
+                                                 core::auth_decision& failure) {
     if (!pool.h2) {
         pool.h2 = std::make_shared<upstream_pool::h2_connections>();
     }
@@ -433,8 +433,8 @@ namespace {
 
 /// One try of forward_h2. `refused` is set when the upstream refused the stream before taking
 /// any of it (REFUSED_STREAM, e.g. a GOAWAY racing the request): it may be sent again.
-task<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool,
-                                           clock::time_point started, bool& refused) {
+task<core::auth_decision> try_h2(stream_io& io, upstream_pool& pool, clock::time_point started,
+                                 bool& refused) {
     core::auth_decision failure{core::decision_kind::upstream_unavailable, "connect_failed"};
     auto csp = std::make_shared<client_stream>();
     auto& cs = *csp;

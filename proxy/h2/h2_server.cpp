@@ -263,7 +263,7 @@ private:
     }
 
     task<void> stream_task(std::shared_ptr<h2_server_connection> /*keep*/,
-                                     std::shared_ptr<stream_state> st) {
+                           std::shared_ptr<stream_state> st) {
         // (The connection's idle deadline is managed by update_idle(), from the open streams.)
         const auto pin = env_.runtime->current();
         const runtime& rt = *pin->rt;
@@ -451,25 +451,18 @@ private:
         respond(st, 200, std::move(f), true);
     }
 
-    task<core::auth_decision> forward(
-        stream_state& st, const runtime& rt, const header_fields& fields, const std::string& method,
-        const core::identity* ident, const core::normalized_target& target,
-        const std::string& request_id, int& status, std::optional<double>& upstream_ms) {
+    task<core::auth_decision> forward(stream_state& st, const runtime& rt,
+                                      const header_fields& fields, const std::string& method,
+                                      const core::identity* ident,
+                                      const core::normalized_target& target,
+                                      const std::string& request_id, int& status,
+                                      std::optional<double>& upstream_ms) {
         const auto& cfg = *rt.cfg;
         upstream_pool* pool = rt.upstream_for(env_.loop);
         if (pool == nullptr) {
             co_return core::auth_decision{core::decision_kind::upstream_unavailable, "no_upstream"};
         }
-        forward_params fp;
-        fp.rules = &rt.rules;
-        fp.id = nullptr;
-        fp.forward_authorization = cfg.auth.forward_authorization;
-        fp.preserve_host = cfg.upstream.preserve_host;
-        fp.upstream_host = cfg.upstream.host_header;
-        fp.peer_ip = peer_ip_;
-        fp.downstream_tls = tls_;
-        fp.request_id = request_id;
-        fp.id = ident;
+        const auto fp = forward_params_for(rt.rules, cfg, ident, peer_ip_, tls_, request_id);
 
         h2::stream_io io;
         io.req = &st.s->req;
@@ -556,8 +549,8 @@ private:
 };
 
 task<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
-                              std::string peer_ip, bool tls, std::uint64_t conn_id,
-                              std::shared_ptr<h2_server_connection>& handle) {
+                    std::string peer_ip, bool tls, std::uint64_t conn_id,
+                    std::shared_ptr<h2_server_connection>& handle) {
     const auto ex = co_await net::this_coro::executor;
     handle = std::make_shared<h2_server_connection>(io, buffer, env, std::move(peer_ip), tls,
                                                     conn_id, ex);

@@ -27,8 +27,8 @@ class h2_server_connection;
 /// stream it started has finished. `on_start` receives the connection (for drain requests,
 /// h2_close_if_idle) before any I/O. `io`, `buffer` and `env` must outlive the call.
 task<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_env& env,
-                              std::string peer_ip, bool tls, std::uint64_t conn_id,
-                              std::shared_ptr<h2_server_connection>& handle);
+                    std::string peer_ip, bool tls, std::uint64_t conn_id,
+                    std::shared_ptr<h2_server_connection>& handle);
 
 /// Drain: closes the connection now when no stream is open, else announces GOAWAY and closes
 /// when the open streams are done. Call on the connection's loop.

@@ -47,11 +47,9 @@ struct upstream_guard {
 
 }  // namespace
 
-task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool,
-                                               std::string_view method, std::string_view target,
-                                               const header_fields& fields,
-                                               const forward_params& fp,
-                                               std::function<void()>& cancel) {
+task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool, std::string_view method,
+                                     std::string_view target, const header_fields& fields,
+                                     const forward_params& fp, std::function<void()>& cancel) {
     const auto& ucfg = pool.settings();
     const auto log = get_logger("upstream");
     // The head, once (kept for a retry on a fresh connection).
@@ -123,23 +121,10 @@ task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool,
                 if (io.max_body_bytes > 0 && sent > io.max_body_bytes) {
                     co_return core::auth_decision{core::decision_kind::body_too_large, ""};
                 }
-                char size_line[24];
-                std::size_t size_len = 0;
-                if (chunked && !data.empty()) {
-                    const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2,
-                                                 static_cast<std::uint64_t>(data.size()), 16);
-                    r.ptr[0] = '\r';
-                    r.ptr[1] = '\n';
-                    size_len = static_cast<std::size_t>(r.ptr - size_line) + 2;
-                }
-                std::string_view tail;
-                if (chunked) {
-                    static constexpr std::string_view end_and_last = "\r\n0\r\n\r\n";
-                    tail = !data.empty() ? (req.eof ? end_and_last : end_and_last.substr(0, 2))
-                                         : (req.eof ? end_and_last.substr(2) : std::string_view());
-                }
-                const std::array<net::const_buffer, 3> pieces{net::buffer(size_line, size_len),
-                                                              net::buffer(data), net::buffer(tail)};
+                const auto frame =
+                    chunked ? chunk_frame(data.size(), req.eof) : chunk_frame(0, false);
+                const std::array<net::const_buffer, 3> pieces{
+                    net::buffer(frame.head()), net::buffer(data), net::buffer(frame.tail())};
                 up->expires_after(ucfg.timeout);
                 auto [bec, bn] = co_await net::async_write(*up, pieces, deferred_tuple);
                 if (bec) {

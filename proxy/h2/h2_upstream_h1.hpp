@@ -18,10 +18,8 @@ namespace clerk::proxy::h2 {
 /// (no response started): upstream_unavailable, upstream_timeout, body_too_large. `cancel` is
 /// set, while an upstream connection is in use, to a function that closes it (the client went
 /// away).
-task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool,
-                                               std::string_view method, std::string_view target,
-                                               const header_fields& fields,
-                                               const forward_params& fp,
-                                               std::function<void()>& cancel);
+task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool, std::string_view method,
+                                     std::string_view target, const header_fields& fields,
+                                     const forward_params& fp, std::function<void()>& cancel);
 
 }  // namespace clerk::proxy::h2

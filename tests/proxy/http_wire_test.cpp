@@ -78,3 +78,35 @@ TEST_CASE("http_wire: chunk framing matches Beast's chunked serializer", "[http_
         CHECK(out == beast);
     }
 }
+
+TEST_CASE("http_wire: chunk_frame frames one piece of a chunked body", "[http_wire]") {
+    // A whole body in one piece, framed by chunk_frame, is what Beast's serializer writes.
+    for (const std::size_t size : {1U, 10U, 255U, 65536U}) {
+        const std::string data(size, 'x');
+        const chunk_frame f(size, /*last=*/true);
+        std::string piece;
+        piece += f.head();
+        piece += data;
+        piece += f.tail();
+        std::string expected;
+        append_chunk_header(expected, size);
+        expected += data;
+        expected += chunk_end;
+        expected += last_chunk;
+        INFO(size);
+        CHECK(piece == expected);
+    }
+    // A middle piece ends its chunk only; an empty last piece is the last chunk alone; an empty
+    // middle piece writes nothing (a zero-size chunk would end the body).
+    const chunk_frame middle(26, false);
+    CHECK(middle.head() == "1a\r\n");
+    CHECK(middle.tail() == "\r\n");
+    const chunk_frame empty_last(0, true);
+    CHECK(empty_last.head().empty());
+    CHECK(empty_last.tail() == "0\r\n\r\n");
+    const chunk_frame empty_middle(0, false);
+    CHECK(empty_middle.head().empty());
+    CHECK(empty_middle.tail().empty());
+    const chunk_frame widest(UINT64_MAX, false);
+    CHECK(widest.head() == "ffffffffffffffff\r\n");
+}

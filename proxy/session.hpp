@@ -1,6 +1,7 @@
 #pragma once
-// One downstream connection (STYLE.md §4, §5): a coroutine on its own strand that serves
-// HTTP/1.1 requests in order (keep-alive, pipelining) until the connection ends.
+// One downstream connection (STYLE.md §4, §5): a coroutine (`task`) on the event loop that
+// accepted it, serving HTTP/1.1 requests in order (keep-alive, pipelining) until the connection
+// ends (or handing it to the HTTP/2 server).
 #include "proxy/net.hpp"
 
 #include <boost/asio/ip/tcp.hpp>

@@ -20,8 +20,8 @@ namespace clerk::proxy {
 
 class any_stream;  // proxy/any_stream.hpp
 
-/// A pool per upstream target. Thread safety: acquire() and release() may be called from any
-/// strand concurrently; a connection is owned by exactly one caller between acquire() and
+/// A pool per upstream target and event loop. Its coroutines run on the loop it was created for
+/// (`task`); acquire(), take_idle() and release() may be called from any thread concurrently; a connection is owned by exactly one caller between acquire() and
 /// release(). Lifetime: shared by runtime snapshots whose upstream settings are equal.
 class upstream_pool {
 public:

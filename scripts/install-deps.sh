@@ -14,7 +14,7 @@ for g in "${groups[@]}"; do
                   nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev libnghttp2-dev openssl ca-certificates) ;;
     test)  want+=(catch2 curl clang-format python3 python3-yaml python3-websockets python3-h2 python3-grpcio nghttp2-client nginx-light caddy
                   redis-server) ;;
-    bench) want+=(wrk nginx-light curl util-linux procps time strace gcc) ;;
+    bench) want+=(wrk nginx-light curl util-linux procps time strace gcc valgrind) ;;
     fuzz)  want+=(clang libclang-rt-14-dev) ;;
     image) want+=(podman runc debootstrap gzip) ;;  # scripts/test-image.sh
     *) echo "install-deps: unknown group '$g' (build|test|bench|fuzz|image)" >&2; exit 2 ;;

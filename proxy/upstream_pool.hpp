@@ -21,8 +21,9 @@ namespace clerk::proxy {
 class any_stream;  // proxy/any_stream.hpp
 
 /// A pool per upstream target and event loop. Its coroutines run on the loop it was created for
-/// (`task`); acquire(), take_idle() and release() may be called from any thread concurrently; a connection is owned by exactly one caller between acquire() and
-/// release(). Lifetime: shared by runtime snapshots whose upstream settings are equal.
+/// (`task`); acquire(), take_idle() and release() may be called from any thread concurrently;
+/// a connection is owned by exactly one caller between acquire() and release(). Lifetime:
+/// shared by runtime snapshots whose upstream settings are equal.
 class upstream_pool {
 public:
     /// nullptr and `error` set when the TLS context cannot be built (bad upstream.ca_file).

@@ -36,6 +36,8 @@
 #include <memory>
 #include <utility>
 
+#include <unistd.h>
+
 namespace clerk::proxy {
 
 namespace detail {
@@ -226,12 +228,17 @@ private:
         if (ec || !s.is_open()) {
             return socket_type(loop);  // closed: the first operation fails
         }
-        const auto protocol = local.protocol();
         const auto fd = s.release(ec);
         if (ec) {
+            return socket_type(loop);  // `s` still owns (and closes) the descriptor
+        }
+        socket_type out(loop);
+        out.assign(local.protocol(), fd, ec);  // registers with the loop's reactor
+        if (ec) {
+            ::close(fd);  // released and not taken: nobody else would close it
             return socket_type(loop);
         }
-        return socket_type(loop, protocol, fd);
+        return out;
     }
 
     using state_type = detail::deadline_state<Protocol>;

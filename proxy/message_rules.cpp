@@ -9,7 +9,6 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <cstring>
 #include <vector>
 
 namespace clerk::proxy {
@@ -304,12 +303,10 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
     const std::size_t at = out.size();
     out.resize(at + name.size() + value.size() + 4);
     char* p = out.data() + at;
-    std::memcpy(p, name.data(), name.size());
-    p += name.size();
+    p += name.copy(p, name.size());  // (string_view::copy: an empty default view is fine)
     *p++ = ':';
     *p++ = ' ';
-    std::memcpy(p, value.data(), value.size());
-    p += value.size();
+    p += value.copy(p, value.size());
     *p++ = '\r';
     *p = '\n';
 }

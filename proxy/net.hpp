@@ -1,6 +1,6 @@
 #pragma once
-// Lean forward declarations and aliases for Asio users in proxy/. Include the heavy Beast
-// headers only in .cpp files.
+// The Asio vocabulary of proxy/: the coroutine and executor types, completion tokens. Asio's
+// core headers only; include the heavy Beast headers only in .cpp files.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -17,7 +17,9 @@ namespace net = boost::asio;
 /// client, JWKS, Redis, the admin listener, signals): a tuple (error_code first), no throw.
 inline constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
-/// The executor of one event loop (one io_context, one thread). The request path's coroutines
+/// The executor of one event loop (one io_context; one thread in the proxy; a test may run one
+/// io_context on several threads: a coroutine is still resumed by one handler at a time). The
+/// request path's coroutines
 /// (`task`) run on it by its concrete type: no type-erased executor is copied, compared or
 /// destroyed per operation, as `net::awaitable<T>` (any_io_executor) does. Work that runs on
 /// strands (the Clerk client, JWKS refresh, Redis) keeps `net::awaitable` and is reached from
@@ -32,7 +34,9 @@ using task = net::awaitable<T, loop_executor>;
 /// Completion token that makes an async operation awaitable from a `task`.
 inline constexpr net::use_awaitable_t<loop_executor> use_task{};
 /// The same, completing with a tuple (error_code first) instead of throwing. For operations
-/// combined with awaitable operators (`a || b`); a lone operation takes `deferred_tuple`.
+/// combined with awaitable operators (`a || b`), Beast's TLS handshake and shutdown (whose
+/// signatures cannot return a deferred operation) and operations whose arguments are not
+/// trivially destructible; any other lone operation takes `deferred_tuple`.
 inline constexpr auto use_task_tuple = net::as_tuple(use_task);
 
 /// Completion token for `co_await op(..., deferred_tuple)` in a coroutine: the operation is

@@ -95,7 +95,7 @@ private:
     /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
     /// as an HTTP/1.1 chunk when `chunked` (followed by the last chunk when `last`): gathered
     /// into a single writev. The operation is returned to be awaited (`auto [ec, n] = co_await
-    /// ...`); the chunk framing lives in the relay until it completes.
+    /// ...`) before the next call: the chunk framing lives in the relay until it completes.
     auto write_body_piece(any_stream& s, std::size_t size, bool chunked, std::string_view prefix,
                           bool last) {
         frame_ = chunked ? chunk_frame(size, last) : chunk_frame(0, false);

@@ -109,8 +109,10 @@ task<error_code> upstream_pool::connect(connection& out) {
                                               loop_of(exec_));
         auto& u = *s->unix_socket();
         u.expires_at(deadline);
+        // use_task_tuple, not deferred: deadline_stream's connect carries a shared_ptr argument
+        // (once per connection).
         auto [ec] = co_await u.async_connect(net::local::stream_protocol::endpoint(cfg_.unix_path),
-                                             deferred_tuple);
+                                             use_task_tuple);
         if (ec) {
             co_return ec;
         }
@@ -160,7 +162,7 @@ task<error_code> upstream_pool::connect(connection& out) {
         if (tcp_layer.socket().is_open()) {
             tcp_layer.close();
         }
-        std::tie(ec) = co_await tcp_layer.async_connect(ep, deferred_tuple);
+        std::tie(ec) = co_await tcp_layer.async_connect(ep, use_task_tuple);
         if (!ec || ec == beast::error::timeout) {
             break;
         }

@@ -20,8 +20,9 @@ namespace clerk::proxy {
 
 class any_stream;  // proxy/any_stream.hpp
 
-/// A pool per upstream target and event loop. Its coroutines run on the loop it was created for
-/// (`task`); acquire(), take_idle() and release() may be called from any thread concurrently;
+/// A pool per upstream target and event loop: its sockets and timers are bound to that loop
+/// (its coroutines run on the caller's); acquire(), take_idle() and release() may be called
+/// from any thread concurrently;
 /// a connection is owned by exactly one caller between acquire() and release(). Lifetime:
 /// shared by runtime snapshots whose upstream settings are equal.
 class upstream_pool {

@@ -171,6 +171,68 @@ TEST_CASE("valid opaque token: one Clerk call, then cache hits", "[clerk_authent
     CHECK(metrics.find(R"(clerk_proxy_cache_lookups_total{result="miss"} 1)") != std::string::npos);
 }
 
+TEST_CASE("authenticate_bearer_now answers what authenticate_bearer would, without I/O",
+          "[clerk_authenticator]") {
+    fixture f;
+    const core::token_acceptance m2m;  // m2m_token only
+    f.clerk->script = {reply(200, token_json("mt_1")),
+                       reply(404, R"({"errors":[{"code":"resource_not_found"}]})")};
+    // Not cached yet: no answer without I/O, and nothing counted.
+    CHECK_FALSE(f.auth->authenticate_bearer_now("mt_secret", m2m));
+    const auto before = f.m.render();
+    CHECK(before.find(R"(clerk_proxy_cache_lookups_total{result="hit"} 0)") != std::string::npos);
+    CHECK(before.find(R"(clerk_proxy_cache_lookups_total{result="miss"} 0)") != std::string::npos);
+    auto bearer = [&](std::string_view token) {
+        std::optional<proxy::auth_result> out;
+        net::co_spawn(
+            f.ioc,
+            [&]() -> proxy::task<void> {
+                out = co_await f.auth->authenticate_bearer(token, m2m, steady::now() + 2s);
+            },
+            [](std::exception_ptr e) {
+                if (e) {
+                    std::rethrow_exception(e);
+                }
+            });
+        f.ioc.restart();
+        f.ioc.run();
+        REQUIRE(out);
+        return *out;
+    };
+    const auto first = bearer("mt_secret");
+    REQUIRE(first.decision.allowed());
+    CHECK(first.cache == core::cache_result::miss);
+    CHECK(bearer("mt_unknown").decision.reason == "not_found");
+    CHECK(f.clerk->calls == 2);
+
+    // Cached: the same identity, as a hit, counted once per answer.
+    const auto hit = f.auth->authenticate_bearer_now("mt_secret", m2m);
+    REQUIRE(hit);
+    CHECK(hit->decision.allowed());
+    CHECK(hit->cache == core::cache_result::hit);
+    CHECK(hit->type == core::token_type::m2m_token);
+    CHECK(hit->id == first.id);
+    // Negatively cached, malformed, and a type not accepted: refused at once, as the coroutine
+    // path refuses them.
+    const auto negative = f.auth->authenticate_bearer_now("mt_unknown", m2m);
+    REQUIRE(negative);
+    CHECK(negative->decision.reason == "not_found");
+    CHECK(negative->cache == core::cache_result::negative_hit);
+    const auto malformed = f.auth->authenticate_bearer_now("not a token", m2m);
+    REQUIRE(malformed);
+    CHECK(malformed->decision.kind == core::decision_kind::invalid_token);
+    CHECK(malformed->decision.reason == bearer("not a token").decision.reason);
+    const auto api_key = f.auth->authenticate_bearer_now("ak_abc", m2m);
+    REQUIRE(api_key);
+    CHECK(api_key->decision.reason == bearer("ak_abc").decision.reason);
+    CHECK(f.clerk->calls == 2);
+    const auto metrics = f.m.render();
+    CHECK(metrics.find(R"(clerk_proxy_cache_lookups_total{result="hit"} 1)") != std::string::npos);
+    CHECK(metrics.find(R"(clerk_proxy_cache_lookups_total{result="negative_hit"} 1)") !=
+          std::string::npos);
+    CHECK(metrics.find(R"(clerk_proxy_cache_lookups_total{result="miss"} 2)") != std::string::npos);
+}
+
 TEST_CASE("the instance key is used without a machine key", "[clerk_authenticator]") {
     fixture f([](config::config& c) {
         c.clerk.machine_secret_key = "";

@@ -1,5 +1,5 @@
 #pragma once
-// The validated, immutable configuration (DESIGN.md §3). Plain structs; defaults in the
+// The validated, immutable configuration (docs/reference.md §3). Plain structs; defaults in the
 // initialisers are the documented defaults. Built only by load.hpp; shared as
 // std::shared_ptr<const config> snapshots (SIGHUP swaps the pointer).
 #include "core/header_rules.hpp"
@@ -87,7 +87,7 @@ struct auth_config {
 
 enum class redis_transport { tcp, tls, unix_socket };
 
-/// cache.shared (DESIGN.md §15): verification results shared by replicas through Redis.
+/// cache.shared (docs/reference.md §15): verification results shared by replicas through Redis.
 struct shared_cache_config {
     std::string redis_url;  ///< "" = off. Holds the password: never logged or printed
     redis_transport transport = redis_transport::tcp;

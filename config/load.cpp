@@ -145,7 +145,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
     const field fields[] = {
         {"version",
          [this](const YAML::Node& n, const std::string& k) {
-             // DESIGN.md §3 is "version 1": accept the marker, refuse any other version.
+             // docs/reference.md §3 is "version 1": accept the marker, refuse any other version.
              (void)r_.integer(n, k, 1, 1);
          }},
         {"mode",
@@ -445,7 +445,7 @@ void loader::cross_checks(config& cfg) {
                  "one of clerk.machine_secret_key or clerk.secret_key must be set");
     }
     // API keys and opaque OAuth tokens are verified with the instance secret key only, and
-    // session and OAuth JWTs need its JWKS (DESIGN.md §12).
+    // session and OAuth JWTs need its JWKS (docs/reference.md §12).
     const auto& accepts = cfg.auth.accepts;
     if ((accepts.any || accepts.accepts(core::token_type::api_key) ||
          accepts.accepts(core::token_type::oauth_token)) &&
@@ -469,8 +469,8 @@ void loader::cross_checks(config& cfg) {
                                "\": tokens and keys would cross the network unencrypted");
     }
 
-    // Recipient scoping (DESIGN.md §12): a JWT is verified locally, so nobody checks that it
-    // was minted for this service unless auth.audience says who this service is.
+    // Recipient scoping (docs/reference.md §12): a JWT is verified locally, so nobody checks that
+    // it was minted for this service unless auth.audience says who this service is.
     if (cfg.auth.accepts.accepts(core::token_type::m2m_token) && jwt_keys &&
         cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
         cfg.warnings.push_back(

@@ -27,7 +27,7 @@ std::string upper(std::string_view s) {
 }
 
 /// Header names that may not be used as identity headers: stripping them from every request
-/// (DESIGN.md §5) would break framing, routing or authentication.
+/// (docs/reference.md §5) would break framing, routing or authentication.
 bool is_reserved_header(std::string_view name) {
     static constexpr std::array<std::string_view, 11> reserved = {"host",
                                                                   "content-length",

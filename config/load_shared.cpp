@@ -1,4 +1,4 @@
-// cache.shared (DESIGN.md §15): the Redis URL and the shared cache's settings.
+// cache.shared (docs/reference.md §15): the Redis URL and the shared cache's settings.
 #include "config/loader.hpp"
 #include "config/values.hpp"
 

@@ -1,5 +1,5 @@
 #pragma once
-// The schema of DESIGN.md §3: walks a parsed YAML tree section by section into a config,
+// The schema of docs/reference.md §3: walks a parsed YAML tree section by section into a config,
 // collecting every problem. Split over load.cpp (top level, listener, upstream, Clerk, server
 // sections) and load_http.cpp (auth, headers, routes). Internal to config/.
 #include "config/config.hpp"

@@ -343,7 +343,7 @@ std::string route_path_problem(std::string_view path) {
                                         : "contains a character that is not allowed in a path";
         }
     }
-    // The rules match normalized paths (DESIGN.md §5): a rule that is not itself normalized
+    // The rules match normalized paths (docs/reference.md §5): a rule that is not itself normalized
     // could never match, which silently disables it.
     std::string_view rest = path.substr(1);
     while (true) {

@@ -1,5 +1,5 @@
 #pragma once
-// Decisions are values; problem.hpp maps them to HTTP in one table (DESIGN.md §6).
+// Decisions are values; problem.hpp maps them to HTTP in one table (docs/reference.md §6).
 #include <string_view>
 
 namespace clerk::core {

@@ -259,7 +259,7 @@ classification classify_token(std::string_view token) {
     if (token.empty() || token.size() > max_token_bytes) {
         return {};
     }
-    // DESIGN.md §4 order. Prefix checks run before any decoding, so a prefixed opaque token
+    // docs/reference.md §4 order. Prefix checks run before any decoding, so a prefixed opaque token
     // that happens to look like a JWT (the alphabet includes '_') keeps its prefix type.
     if (has_prefix_and_body(token, "mt_")) {
         return is_b64token(token) ? ok(token_type::m2m_token, token_format::opaque)

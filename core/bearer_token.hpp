@@ -1,5 +1,5 @@
 #pragma once
-// Bearer extraction (DESIGN.md §5 "Token") and token classification (DESIGN.md §4).
+// Bearer extraction (docs/reference.md §5 "Token") and token classification (docs/reference.md §4).
 #include "core/token_type.hpp"
 
 #include <cstddef>
@@ -39,7 +39,7 @@ struct classification {
     token_class cls;
 };
 
-/// DESIGN.md §4 order: `mt_` -> m2m (opaque); JWT with payload.sub "mch_..." -> m2m (jwt);
+/// docs/reference.md §4 order: `mt_` -> m2m (opaque); JWT with payload.sub "mch_..." -> m2m (jwt);
 /// `oat_` or JWT with typ at+jwt/application/at+jwt -> oauth_token; `ak_` -> api_key;
 /// any other well-formed JWT -> session_token. Anything else (including a JWT-shaped string
 /// whose header or payload is not base64url JSON objects) is `malformed`.

@@ -1,6 +1,7 @@
 #pragma once
 // Which incoming headers never reach the upstream, and which identity headers are injected
-// (DESIGN.md §3 "headers", §5 "Identity headers" and "Hop-by-hop headers"). Pure, immutable.
+// (docs/reference.md §3 "headers", §5 "Identity headers" and "Hop-by-hop headers"). Pure,
+// immutable.
 #include "core/identity.hpp"
 
 #include <functional>

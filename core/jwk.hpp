@@ -67,7 +67,7 @@ private:
                                                 ///< and a failed copy: full init per call
 };
 
-/// True for "RS256", "RS384" and "RS512": the only algorithms accepted (DESIGN.md §4).
+/// True for "RS256", "RS384" and "RS512": the only algorithms accepted (docs/reference.md §4).
 bool is_allowed_jwt_alg(std::string_view alg) noexcept;
 
 }  // namespace clerk::core

@@ -1,5 +1,5 @@
 #pragma once
-// Local verification of Clerk JWTs (docs/reference.md "Token types"): M2M tokens in JWT format
+// Local verification of Clerk JWTs (docs/reference.md §4, §12): M2M tokens in JWT format
 // (clerk-protocol.md §3), OAuth JWT access tokens (§4.3) and session tokens (§4.4).
 // Pure: no I/O, no clock reads (`now` is injected); keys come from a JWKS document or a PEM.
 #include "core/clock.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// Request-target handling (DESIGN.md §5 "Path"). Pure: no I/O.
+// Request-target handling (docs/reference.md §5 "Path"). Pure: no I/O.
 #include <string>
 #include <string_view>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Route policy (DESIGN.md §3 require_scopes / allow_subjects), evaluated on every request.
+// Route policy (docs/reference.md §3 require_scopes / allow_subjects), evaluated on every request.
 #include "core/identity.hpp"
 #include "core/route.hpp"
 

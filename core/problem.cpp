@@ -5,7 +5,7 @@
 namespace clerk::core {
 
 problem_spec problem_for(decision_kind kind) {
-    // DESIGN.md §6, row by row. The only place that maps a decision to HTTP.
+    // docs/reference.md §6, row by row. The only place that maps a decision to HTTP.
     switch (kind) {
         case decision_kind::allow:
             return {200, "", "", ""};

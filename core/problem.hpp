@@ -1,5 +1,5 @@
 #pragma once
-// DESIGN.md §6 as data: the one place that turns a decision into status, body and headers.
+// docs/reference.md §6 as data: the one place that turns a decision into status, body and headers.
 #include "core/auth_decision.hpp"
 
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// Route rules (DESIGN.md §3 "routes") and matching. First match wins.
+// Route rules (docs/reference.md §3 "routes") and matching. First match wins.
 #include <span>
 #include <string>
 #include <string_view>

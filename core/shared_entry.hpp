@@ -1,6 +1,6 @@
 #pragma once
-// The shared verification cache's entries (DESIGN.md §15): Redis keys and MACed values. Pure (no
-// I/O): the Redis client lives in proxy/.
+// The shared verification cache's entries (docs/reference.md §15): Redis keys and MACed values.
+// Pure (no I/O): the Redis client lives in proxy/.
 //
 // Both secrets derive from the Clerk key that verifies (HMAC-SHA256 of the key over a fixed
 // label): the key digest names the entry (prefix + hex HMAC of the token: no token, no plain

@@ -1,5 +1,5 @@
 #pragma once
-// Token types of DESIGN.md §4 and their config/header spelling.
+// Token types of docs/reference.md §4 and their config/header spelling.
 #include <optional>
 #include <string_view>
 

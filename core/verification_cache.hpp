@@ -1,5 +1,5 @@
 #pragma once
-// The verification cache (DESIGN.md §3 "cache", §4 "Cache"): a sharded LRU keyed by a keyed
+// The verification cache (docs/reference.md §3 "cache", §4 "Cache"): a sharded LRU keyed by a keyed
 // SHA-256 digest of the token. The raw token is never stored.
 #include "core/clock.hpp"
 #include "core/identity.hpp"
@@ -86,7 +86,7 @@ public:
     cache_lookup lookup_stale(const token_digest& key);
 
     /// `until_ms` (ms since the epoch) shortens the entry's life further: an entry copied from
-    /// the shared cache expires when its source would (DESIGN.md §15).
+    /// the shared cache expires when its source would (docs/reference.md §15).
     void put_positive(const token_digest& key, std::shared_ptr<const identity> id,
                       long long until_ms = std::numeric_limits<long long>::max());
     /// `reason` must be a static string (e.g. "not_found").

@@ -1,5 +1,5 @@
 #pragma once
-// One access-log line per request (DESIGN.md §8), in the format of the `access` logger.
+// One access-log line per request (docs/reference.md §8), in the format of the `access` logger.
 //
 // The hot path never blocks on the log: each thread appends its lines to its own buffer (no
 // lock, no allocation once the buffer has grown), which is written to stderr when it holds

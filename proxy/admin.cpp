@@ -1,7 +1,7 @@
 #include "proxy/admin.hpp"
 
-#include "proxy/any_stream.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/net/any_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>

@@ -1,7 +1,7 @@
 #pragma once
-// The admin listener's endpoints (DESIGN.md §7): GET /healthz, /readyz, /metrics. Never on the
-// main listener.
-#include "proxy/net.hpp"
+// The admin listener's endpoints (docs/reference.md §7): GET /healthz, /readyz, /metrics. Never on
+// the main listener.
+#include "proxy/net/net.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 

@@ -1,5 +1,5 @@
-// clerk-m2m-proxy command line (DESIGN.md §2). Kept light on purpose: argument parsing, config
-// loading and --check live here; everything that touches sockets is behind run_server().
+// clerk-m2m-proxy command line (docs/reference.md §2). Kept light on purpose: argument parsing,
+// config loading and --check live here; everything that touches sockets is behind run_server().
 #include "config/load.hpp"
 #include "proxy/server.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
-// Process-wide metrics (DESIGN.md §7), lock-free counters rendered as Prometheus text 0.0.4.
-// Label values are fixed enums or HTTP status codes: never a token, subject or path.
+// Process-wide metrics (docs/reference.md §7), lock-free counters rendered as Prometheus text
+// 0.0.4. Label values are fixed enums or HTTP status codes: never a token, subject or path.
 #include "core/auth_decision.hpp"
 #include "core/token_type.hpp"
 #include "core/verification_cache.hpp"

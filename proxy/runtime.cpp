@@ -1,9 +1,9 @@
 #include "proxy/runtime.hpp"
 
-#include "proxy/auth_factory.hpp"
+#include "proxy/auth/auth_factory.hpp"
+#include "proxy/auth/shared_cache.hpp"
 #include "proxy/logging.hpp"
-#include "proxy/shared_cache.hpp"
-#include "proxy/upstream_pool.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 namespace clerk::proxy {
 namespace {

@@ -4,7 +4,7 @@
 #include "config/config.hpp"
 #include "core/header_rules.hpp"
 #include "core/verification_cache.hpp"
-#include "proxy/authenticator.hpp"
+#include "proxy/auth/authenticator.hpp"
 #include "proxy/metrics.hpp"
 
 #include <atomic>

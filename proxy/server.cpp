@@ -3,14 +3,14 @@
 #include "config/load.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
-#include "proxy/connection_registry.hpp"
-#include "proxy/listener.hpp"
+#include "proxy/http/connection_registry.hpp"
+#include "proxy/http/listener.hpp"
+#include "proxy/http/session.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/metrics.hpp"
+#include "proxy/net/tls.hpp"
 #include "proxy/runtime.hpp"
-#include "proxy/session.hpp"
-#include "proxy/tls.hpp"
-#include "proxy/upstream_pool.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -7,7 +7,7 @@
 #include "proxy/h2/h1_to_h2.hpp"
 
 #include "proxy/h2/h2_stream.hpp"
-#include "proxy/http_wire.hpp"
+#include "proxy/http/http_wire.hpp"
 #include "proxy/logging.hpp"
 
 #include <boost/asio/co_spawn.hpp>

@@ -4,11 +4,11 @@
 // the request body is read straight from the downstream pipe (its credit returns to the client
 // as nghttp2 takes it), the response body goes into the downstream pipe and its credit returns
 // to the upstream when the client has taken it; trailers are forwarded both ways.
-#include "proxy/any_stream.hpp"
 #include "proxy/h2/h2_stream.hpp"
 #include "proxy/logging.hpp"
-#include "proxy/tls.hpp"
-#include "proxy/upstream_pool.hpp"
+#include "proxy/net/any_stream.hpp"
+#include "proxy/net/tls.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>

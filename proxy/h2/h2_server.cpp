@@ -5,16 +5,16 @@
 #include "core/problem.hpp"
 #include "core/request_decision.hpp"
 #include "proxy/access_log.hpp"
-#include "proxy/connection_registry.hpp"
-#include "proxy/forward_auth.hpp"
+#include "proxy/auth/request_auth.hpp"
 #include "proxy/h2/h2_frames.hpp"
 #include "proxy/h2/h2_stream.hpp"
 #include "proxy/h2/h2_upstream_h1.hpp"
+#include "proxy/http/connection_registry.hpp"
+#include "proxy/http/forward_auth.hpp"
+#include "proxy/http/message_rules.hpp"
 #include "proxy/logging.hpp"
-#include "proxy/message_rules.hpp"
-#include "proxy/request_auth.hpp"
 #include "proxy/runtime.hpp"
-#include "proxy/upstream_pool.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -419,7 +419,7 @@ private:
         write_wake_.notify();
     }
 
-    /// Forward-auth over HTTP/2: the same answer as on HTTP/1.1 (proxy/forward_auth.hpp), its
+    /// Forward-auth over HTTP/2: the same answer as on HTTP/1.1 (proxy/http/forward_auth.hpp), its
     /// fields taken from the serialized head.
     void answer_allowed(stream_state& st, const runtime& rt, std::string_view request_id,
                         const core::identity* id) {

@@ -1,13 +1,13 @@
 #pragma once
-// INTERNAL (Beast-heavy): include from proxy/*.cpp only.
+// INTERNAL (Beast-heavy): include from proxy/ sources only.
 //
 // HTTP/2 on the listener (http2: true): one downstream connection driven with nghttp2 from
 // Asio — bytes read are fed to nghttp2_session_mem_recv, what nghttp2_session_mem_send gives is
 // written. Every stream is one request decided by the same engine as HTTP/1.1
-// (proxy/request_auth.hpp), then forwarded to the upstream over HTTP/1.1 or HTTP/2
+// (proxy/auth/request_auth.hpp), then forwarded to the upstream over HTTP/1.1 or HTTP/2
 // (upstream.protocol), bodies streamed both ways under HTTP/2 flow control.
-#include "proxy/any_stream.hpp"
-#include "proxy/session.hpp"
+#include "proxy/http/session.hpp"
+#include "proxy/net/any_stream.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>
 

@@ -6,7 +6,7 @@
 // the two body pipes, and the calls that answer the client.
 #include "core/auth_decision.hpp"
 #include "proxy/h2/h2_common.hpp"
-#include "proxy/net.hpp"
+#include "proxy/net/net.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -1,9 +1,9 @@
 #include "proxy/h2/h2_upstream_h1.hpp"
 
-#include "proxy/any_stream.hpp"
-#include "proxy/http_wire.hpp"
+#include "proxy/http/http_wire.hpp"
 #include "proxy/logging.hpp"
-#include "proxy/upstream_pool.hpp"
+#include "proxy/net/any_stream.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

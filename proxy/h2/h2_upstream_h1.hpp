@@ -7,7 +7,7 @@
 // client gave one, else chunked), the response head translated to HTTP/2 fields and its body
 // streamed into the response pipe, waiting while the client's window is closed.
 #include "proxy/h2/h2_stream.hpp"
-#include "proxy/message_rules.hpp"
+#include "proxy/http/message_rules.hpp"
 
 #include <functional>
 #include <string_view>

@@ -150,7 +150,7 @@ TEST_CASE("a minimal config gets every documented default", "[config][load]") {
     CHECK(c.warnings.empty());
 }
 
-TEST_CASE("every key of DESIGN.md section 3 is read", "[config][load]") {
+TEST_CASE("every key of docs/reference.md §3 is read", "[config][load]") {
     const std::string yaml = R"(version: 1
 mode: proxy
 listen: "[::]:0"

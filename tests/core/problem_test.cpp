@@ -22,7 +22,7 @@ struct row {
     std::string_view retry_after;
 };
 
-// DESIGN.md §6, verbatim.
+// docs/reference.md §6, verbatim.
 constexpr row table[] = {
     {"allow", decision_kind::allow, 200, "", "", ""},
     {"missing token", decision_kind::missing_token, 401, "missing_token",
@@ -44,7 +44,7 @@ constexpr row table[] = {
 
 }  // namespace
 
-TEST_CASE("problem_for follows DESIGN.md §6", "[problem]") {
+TEST_CASE("problem_for follows docs/reference.md §6", "[problem]") {
     for (const auto& r : table) {
         SECTION(std::string(r.name)) {
             const auto p = problem_for(r.kind);

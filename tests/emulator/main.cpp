@@ -1,4 +1,4 @@
-// clerk-emulator: a local stand-in for Clerk's M2M Backend API (DESIGN.md §10).
+// clerk-emulator: a local stand-in for Clerk's M2M Backend API (docs/reference.md §10).
 //
 //   clerk-emulator [--listen HOST:PORT] [--tls-listen HOST:PORT --tls-cert F --tls-key F]
 //                  [--secret-key sk_test_...] [--latency 30ms] [--machine NAME]...

@@ -1,5 +1,5 @@
 // libFuzzer target: Authorization header extraction and token classification
-// (DESIGN.md §4 "Classification", §5 "Token").
+// (docs/reference.md §4 "Classification", §5 "Token").
 //
 // Input: up to three Authorization header values separated by '\n' (the last keeps any further
 // newlines, so CR/LF inside a value are reached too). An accepted token must be 1..4096 bytes,

@@ -1,12 +1,12 @@
-// libFuzzer target: the Clerk BAPI verify-response mapper (proxy/clerk_response.hpp).
+// libFuzzer target: the Clerk BAPI verify-response mapper (core/clerk_response.hpp).
 //
 // Input: "<status>\n<Retry-After>\n<body>" (a missing or non-numeric status line means 200, so
 // a bare JSON body exercises the success path). Invariants: only a 200 is ever valid; a valid
 // outcome has an identity parsed from a JSON object with object == "machine_to_machine_token"
 // and string id and subject, that is neither revoked nor expired at `now`; rate_limited only
 // for 429; a Retry-After is at most one day.
+#include "core/clerk_response.hpp"
 #include "fuzz/fuzz_util.hpp"
-#include "proxy/clerk_response.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -20,8 +20,8 @@
 
 namespace {
 
+using clerk::core::clerk_outcome_kind;
 using clerk::fuzz::check;
-using clerk::proxy::clerk_outcome_kind;
 using json = nlohmann::json;
 
 // 2024-05-28T08:00:00Z: the protocol doc's sample `expiration` is 1716883200000 ms.
@@ -79,8 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const long long now_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
     for (const int st : {status, 200}) {
-        const clerk::proxy::clerk_outcome o =
-            clerk::proxy::map_verify_response(st, retry_after, body, now);
+        const clerk::core::clerk_outcome o =
+            clerk::core::map_verify_response(st, retry_after, body, now);
         check((o.kind == clerk_outcome_kind::valid) == (o.id != nullptr), "id set iff valid");
         check(o.kind != clerk_outcome_kind::valid || st == 200, "a non-200 status is never valid");
         check(o.kind != clerk_outcome_kind::rate_limited || st == 429, "rate_limited iff 429");
@@ -111,7 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const auto u = static_cast<unsigned char>(c);
             check(u >= 0x20 && u < 0x7f, "claims_compact is printable ASCII");
         }
-        const auto parsed = clerk::proxy::parse_m2m_token(body);
+        const auto parsed = clerk::core::parse_m2m_token(body);
         check(
             parsed.has_value() && parsed->subject == id.subject && parsed->token_id == id.token_id,
             "parse_m2m_token agrees with map_verify_response");
@@ -120,7 +120,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // identity only from a 200 whose object is that type's.
     for (const auto type :
          {clerk::core::token_type::api_key, clerk::core::token_type::oauth_token}) {
-        const auto o = clerk::proxy::map_verify_response(status, retry_after, body, now, type);
+        const auto o = clerk::core::map_verify_response(status, retry_after, body, now, type);
         check((o.kind == clerk_outcome_kind::valid) == (o.id != nullptr), "id set iff valid");
         check(o.kind != clerk_outcome_kind::valid || status == 200,
               "a non-200 status is never valid");
@@ -128,12 +128,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(o.id->type == type, "the identity has the verified type");
             check(!o.id->expires_at_ms || *o.id->expires_at_ms > now_ms,
                   "a valid token is not expired");
-            const auto parsed = clerk::proxy::parse_verified_token(body, type);
+            const auto parsed = clerk::core::parse_verified_token(body, type);
             check(parsed && parsed->subject == o.id->subject, "parse agrees with the mapping");
             check(type == clerk::core::token_type::oauth_token || !o.id->audience,
                   "only OAuth tokens carry an audience");
         }
     }
-    (void)clerk::proxy::parse_retry_after(retry_after);
+    (void)clerk::core::parse_retry_after(retry_after);
     return 0;
 }

@@ -1,4 +1,4 @@
-// libFuzzer target: identity-header stripping and injection (DESIGN.md §3 "headers", §5
+// libFuzzer target: identity-header stripping and injection (docs/reference.md §3 "headers", §5
 // "Identity headers" and "Hop-by-hop headers").
 //
 // Input lines: subject, token id, scopes (space-separated, so a scope may hold a comma), claims
@@ -27,7 +27,7 @@ namespace core = clerk::core;
 
 const core::header_rules& rules() {
     static const core::header_rules r = [] {
-        core::identity_header_names n;  // the DESIGN.md §3 defaults
+        core::identity_header_names n;  // the docs/reference.md §3 defaults
         n.strip_prefixes = {"X-Clerk-", "X-Internal-"};
         n.claims_to_headers = {{"tenant", "X-Tenant-Id"}, {"org", "X-Org"}, {"", "X-Empty-Claim"}};
         return core::header_rules(std::move(n));

@@ -1,4 +1,4 @@
-// libFuzzer target: request-target normalization and route matching (DESIGN.md §5 "Path").
+// libFuzzer target: request-target normalization and route matching (docs/reference.md §5 "Path").
 //
 // Input: "<method>\n<request target>" (without a newline the whole input is the target and the
 // method is GET). The target is normalized; an accepted path must be canonical (no empty, "." or
@@ -43,7 +43,7 @@ const std::vector<core::route>& table() {
     return t;
 }
 
-// Reference semantics of DESIGN.md §3 "routes": exact path, or "/x/*" matching "/x" and
+// Reference semantics of docs/reference.md §3 "routes": exact path, or "/x/*" matching "/x" and
 // everything below "/x/"; "/*" matches everything; first match whose methods allow `method`.
 const core::route* reference_match(std::string_view method, std::string_view path) {
     for (const core::route& r : table()) {

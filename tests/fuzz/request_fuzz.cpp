@@ -1,5 +1,5 @@
-// libFuzzer target: a whole downstream connection's bytes through the steps proxy/session.cpp
-// and proxy/relay.cpp run, without sockets (issue #7).
+// libFuzzer target: a whole downstream connection's bytes through the steps proxy/http/session.cpp
+// and proxy/upstream/relay.cpp run, without sockets (issue #7).
 //
 // Input: the raw bytes a client sends (one or more pipelined HTTP/1.1 requests). For each
 // request: Beast's request_parser (header_limit = max_header_bytes, fed in small reads like a
@@ -23,8 +23,8 @@
 #include "core/problem.hpp"
 #include "core/request_decision.hpp"
 #include "fuzz/fuzz_util.hpp"
-#include "proxy/forward_auth.hpp"
-#include "proxy/message_rules.hpp"
+#include "proxy/http/forward_auth.hpp"
+#include "proxy/http/message_rules.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -80,7 +80,7 @@ const std::vector<core::route>& table() {
 
 const core::header_rules& rules() {
     static const core::header_rules r = [] {
-        core::identity_header_names n;  // the DESIGN.md §3 defaults
+        core::identity_header_names n;  // the docs/reference.md §3 defaults
         n.strip_prefixes = {"X-Clerk-", "X-Internal-"};
         n.claims_to_headers = {{"tenant", "X-Tenant-Id"}};
         return core::header_rules(std::move(n));
@@ -137,7 +137,7 @@ bool is_proxy_set(std::string_view name) {
     return false;
 }
 
-/// What the authenticator answers (proxy/authenticator.hpp's outcome, reduced to what the
+/// What the authenticator answers (proxy/auth/authenticator.hpp's outcome, reduced to what the
 /// session reads): a decision and, when allowed, usually an identity.
 struct fake_outcome {
     core::auth_decision decision;
@@ -231,7 +231,7 @@ void check_path(const core::normalized_target& t) {
     check(core::normalize_target(p).path == p, "a normalized path is a fixed point");
 }
 
-/// The rewritten upstream head against the reference rules of DESIGN.md §5.
+/// The rewritten upstream head against the reference rules of docs/reference.md §5.
 void check_rewrite(const proxy::header_fields& in, const proxy::header_fields& out,
                    const core::identity* id, bool forward_authorization) {
     std::vector<std::string_view> conn_values;

@@ -1,4 +1,4 @@
-// libFuzzer target: the shared cache's entry decoder (core/shared_entry, DESIGN.md §15).
+// libFuzzer target: the shared cache's entry decoder (core/shared_entry, docs/reference.md §15).
 //
 // Input: a Redis value. Decoded twice: as it is (whatever Redis holds: must be refused unless its
 // MAC is right, and never crash), and sealed with the right MAC (so the payload parser behind

@@ -1,5 +1,5 @@
-// The clerk-m2m-proxy command line (DESIGN.md §2), run as a real process: --check on good and bad
-// configs, --version, --help and usage errors. No ports are bound and nothing sleeps.
+// The clerk-m2m-proxy command line (docs/reference.md §2), run as a real process: --check on good
+// and bad configs, --version, --help and usage errors. No ports are bound and nothing sleeps.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>

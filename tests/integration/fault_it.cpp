@@ -3,7 +3,8 @@
 // resetting or truncating mid-body, not speaking HTTP, hanging) and misbehaving clients
 // (disconnecting mid-upload and mid-download). Every fault test checks the same four things:
 //
-//  1. the answer: the DESIGN.md §6 status for every one of the iterations (or, once the response
+//  1. the answer: the docs/reference.md §6 status for every one of the iterations (or, once the
+//  response
 //     head was sent, exactly what the client sees before the connection is cut);
 //  2. no crash: the process still runs and /healthz answers 200, and it exits 0 on SIGTERM
 //     (under ASan that exit also runs LeakSanitizer);
@@ -106,7 +107,7 @@ std::string scaled_duration(int ms) {
 constexpr int clerk_timeout_ms = 50;
 
 constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-/// The label of DESIGN.md §6's answer when Clerk cannot verify: 503, Retry-After: 1.
+/// The label of docs/reference.md §6's answer when Clerk cannot verify: 503, Retry-After: 1.
 std::string auth_unavailable(const std::string& reason) {
     return "503 auth_unavailable (" + reason + ") retry-after=1";
 }

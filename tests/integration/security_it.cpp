@@ -411,7 +411,8 @@ TEST_CASE("security: differing duplicate Content-Length is refused", "[it][secur
 }
 
 // RFC 9112 §6.3 (5) / RFC 9110 §8.6: a recipient may accept a Content-Length list or repeated
-// field whose values are all the same, as one length. DESIGN.md §5 refuses only an invalid one.
+// field whose values are all the same, as one length. docs/reference.md §5 refuses only an invalid
+// one.
 TEST_CASE("security: agreeing duplicate Content-Length is forwarded as exactly one",
           "[it][security]") {
     recording_upstream up;

@@ -3,7 +3,7 @@
 #include "harness.hpp"
 #include "sha256_stream.hpp"
 
-#include "proxy/any_stream.hpp"
+#include "proxy/net/any_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -88,7 +88,7 @@ struct http_client::impl {
         auto fut = net::co_spawn(ioc, std::move(a), net::use_future);
         ioc.restart();
         // Until this operation is done, not until the context runs out of work: the stream's
-        // deadline timer (proxy/deadline_stream.hpp) may stay armed between operations.
+        // deadline timer (proxy/net/deadline_stream.hpp) may stay armed between operations.
         while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
             if (ioc.run_one() == 0) {
                 break;  // out of work: fut.get() reports what happened

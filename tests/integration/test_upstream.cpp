@@ -2,7 +2,7 @@
 #include "harness.hpp"
 #include "sha256_stream.hpp"
 
-#include "proxy/any_stream.hpp"
+#include "proxy/net/any_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

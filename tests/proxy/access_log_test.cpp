@@ -26,7 +26,7 @@ access_record sample() {
 
 }  // namespace
 
-TEST_CASE("access log: JSON line has every field of DESIGN.md §8", "[access_log]") {
+TEST_CASE("access log: JSON line has every field of docs/reference.md §8", "[access_log]") {
     const auto j = nlohmann::json::parse(clerk::proxy::format_access_json(sample()));
     CHECK(j["time"] == "2023-11-14T22:13:20.123Z");
     CHECK(j["request_id"] == "rid");

@@ -1,7 +1,7 @@
-#include "proxy/clerk_authenticator.hpp"
+#include "proxy/auth/clerk_authenticator.hpp"
 
 #include "fakes/fake_clock.hpp"
-#include "proxy/clerk_verifier.hpp"
+#include "proxy/auth/clerk_verifier.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,7 +1,7 @@
-// proxy/deadline_stream.hpp: the lazily re-armed deadline keeps Beast's basic_stream timeout
+// proxy/net/deadline_stream.hpp: the lazily re-armed deadline keeps Beast's basic_stream timeout
 // semantics. A connected socket pair on loopback, one io_context, deadlines of tens of ms;
 // every wait is bounded by the context's own run_for, never a sleep.
-#include "proxy/deadline_stream.hpp"
+#include "proxy/net/deadline_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

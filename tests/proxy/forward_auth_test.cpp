@@ -1,4 +1,4 @@
-#include "proxy/forward_auth.hpp"
+#include "proxy/http/forward_auth.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>

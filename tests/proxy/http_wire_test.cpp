@@ -1,4 +1,4 @@
-#include "proxy/http_wire.hpp"
+#include "proxy/http/http_wire.hpp"
 
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/buffer_body.hpp>

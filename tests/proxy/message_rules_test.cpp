@@ -1,4 +1,4 @@
-#include "proxy/message_rules.hpp"
+#include "proxy/http/message_rules.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,8 @@
 // The request-facing sections of the schema: auth, headers and routes (see loader.hpp).
 #include "config/loader.hpp"
+
 #include "config/values.hpp"
+#include "core/ascii.hpp"
 
 #include <algorithm>
 #include <array>
@@ -10,21 +12,8 @@ namespace clerk::config {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    return out;
-}
-
-std::string upper(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) {
-        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    }
-    return out;
-}
+using core::to_lower;
+using core::to_upper;
 
 /// Header names that may not be used as identity headers: stripping them from every request
 /// (docs/reference.md §5) would break framing, routing or authentication.
@@ -40,7 +29,7 @@ bool is_reserved_header(std::string_view name) {
                                                                   "keep-alive",
                                                                   "proxy-connection",
                                                                   "x-request-id"};
-    const std::string l = lower(name);
+    const std::string l = to_lower(name);
     return std::find(reserved.begin(), reserved.end(), l) != reserved.end();
 }
 
@@ -236,7 +225,7 @@ void loader::header_name_checks(const core::identity_header_names& names) {
             continue;
         }
         for (std::size_t j = 0; j < i; ++j) {
-            if (lower(injected[j].second) == lower(name)) {
+            if (to_lower(injected[j].second) == to_lower(name)) {
                 r_.error(line, key, "\"" + name + "\" is already used by " + injected[j].first);
                 break;
             }
@@ -244,7 +233,7 @@ void loader::header_name_checks(const core::identity_header_names& names) {
     }
     for (const std::string& prefix : names.strip_prefixes) {
         for (std::string_view reserved : {"host", "content-length", "authorization"}) {
-            if (lower(reserved).starts_with(lower(prefix))) {
+            if (to_lower(reserved).starts_with(to_lower(prefix))) {
                 r_.error(r_.line_for("headers.strip_prefixes", root_line_),
                          "headers.strip_prefixes",
                          "prefix \"" + prefix + "\" would strip the " + std::string(reserved) +
@@ -332,7 +321,7 @@ void loader::route(const YAML::Node& n, const std::string& key, std::vector<core
                      r_.error(item.line, k, "\"" + item.value + "\" is not a valid HTTP method");
                      continue;
                  }
-                 std::string m = upper(item.value);
+                 std::string m = to_upper(item.value);
                  if (std::find(methods.begin(), methods.end(), m) == methods.end()) {
                      methods.push_back(std::move(m));
                  }

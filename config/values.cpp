@@ -1,5 +1,7 @@
 #include "config/values.hpp"
 
+#include "core/ascii.hpp"
+
 #include <sys/un.h>
 #include <cctype>
 #include <filesystem>
@@ -19,17 +21,8 @@ bool is_hex(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    return out;
-}
-
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && lower(s.substr(0, prefix.size())) == prefix;
-}
+using core::istarts_with;
+using core::to_lower;
 
 /// Decimal port: digits only, at most 65535.
 std::optional<std::uint16_t> parse_port(std::string_view s) {
@@ -127,7 +120,7 @@ std::string parse_authority(std::string_view text, authority& out) {
         }
         out.port = p;
     }
-    out.host = lower(host);
+    out.host = to_lower(host);
     return "";
 }
 
@@ -139,10 +132,10 @@ struct http_url {
 
 std::string parse_http_url(std::string_view text, http_url& out) {
     std::string_view rest;
-    if (iequals_prefix(text, "https://")) {
+    if (istarts_with(text, "https://")) {
         out.https = true;
         rest = text.substr(8);
-    } else if (iequals_prefix(text, "http://")) {
+    } else if (istarts_with(text, "http://")) {
         rest = text.substr(7);
     } else {
         return "must start with http:// or https://";
@@ -243,7 +236,7 @@ std::optional<listen_address> parse_listen_address(std::string_view text, std::s
 
 std::string parse_upstream_url(std::string_view text, upstream_config& out) {
     out.url = std::string(text);
-    if (iequals_prefix(text, "unix:")) {
+    if (istarts_with(text, "unix:")) {
         const std::string_view path = text.substr(5);
         if (path.size() < 2 || path.front() != '/') {
             return "expected unix:/absolute/path.sock";
@@ -301,7 +294,7 @@ std::string parse_api_url(std::string_view text, clerk_config& out) {
 }
 
 bool is_loopback_host(std::string_view host) {
-    const std::string h = lower(host);
+    const std::string h = to_lower(host);
     if (h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1") {
         return true;
     }

@@ -1,5 +1,6 @@
 #include "core/bearer_token.hpp"
 
+#include "core/ascii.hpp"
 #include "core/base64url.hpp"
 
 #include <nlohmann/json.hpp>
@@ -16,22 +17,6 @@ bool is_ows(char c) {
 // Any whitespace inside a token makes the header ambiguous (RFC 6750 §2.1 b64token has none).
 bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 std::string_view trim_ows(std::string_view v) {
@@ -66,7 +51,7 @@ bool is_b64token(std::string_view t) {
     return n == t.size();
 }
 
-/// clerk-protocol.md §3.1 isJwtFormat: ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$
+/// docs/clerk-protocol.md §4.1 isJwtFormat: ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$
 bool is_jwt_format(std::string_view t) {
     int dots = 0;
     bool segment_empty = true;

@@ -1,28 +1,12 @@
 #include "core/header_rules.hpp"
 
+#include "core/ascii.hpp"
+
 #include <algorithm>
 #include <array>
 
 namespace clerk::core {
 namespace {
-
-constexpr char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string to_lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
-    return out;
-}
-
-// ASCII-only case folding: header names are tokens, and locale-dependent folding (or UTF-8
-// folding) must never let two different byte strings compare equal.
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
 
 // Identity names also compare '_' equal to '-': CGI-style upstreams (WSGI, Rack, PHP) and
 // nginx with underscores_in_headers map both "X-Clerk-Subject" and "X_Clerk_Subject" to

@@ -1,6 +1,6 @@
 #pragma once
 // Local verification of Clerk JWTs (docs/reference.md §4, §12): M2M tokens in JWT format
-// (clerk-protocol.md §3), OAuth JWT access tokens (§4.3) and session tokens (§4.4).
+// (docs/clerk-protocol.md §4.3), OAuth JWT access tokens (§4.4) and session tokens (§4.5).
 // Pure: no I/O, no clock reads (`now` is injected); keys come from a JWKS document or a PEM.
 #include "core/clock.hpp"
 #include "core/identity.hpp"
@@ -104,17 +104,17 @@ struct jwt_verify_result {
 /// payload minus the claims carried by identity fields (listed below per kind), or null when
 /// nothing remains; claims_compact = compact_ascii_json(claims) or "". A string member of the
 /// wrong type (jti, sid, azp, org_id, o.id, sts, scope) is `malformed`.
-/// - M2M (clerk-protocol.md §3.4): sub must be "mch_..." (else not_m2m); token_id = jti ("" if
+/// - M2M (docs/clerk-protocol.md §4.3): sub must be "mch_..." (else not_m2m); token_id = jti ("" if
 ///   absent/null); scopes = the space-separated `scopes` string (empty items dropped), else
 ///   `aud`, else []; audience = `aud` (a string or an array of strings; [] when absent or null;
 ///   any other shape, mixed arrays included, is `malformed`). Dropped from claims: iss, sub,
 ///   aud, exp, nbf, iat, jti, scopes (deliberately unlike the SDK's toAuth(), which keeps aud
 ///   and scopes: those already reach the upstream as scopes).
-/// - OAuth (§4.3): sub a non-empty string (else invalid_subject); token_id = jti; scopes =
+/// - OAuth (§4.4): sub a non-empty string (else invalid_subject); token_id = jti; scopes =
 ///   `scp` (array of strings or space-separated string), else split(`scope`), else [];
 ///   audience = `aud` as for M2M. Dropped: iss, sub, aud, exp, nbf, iat, jti, scp, scope
 ///   (client_id stays in claims).
-/// - Session (§4.4): sub a non-empty string, not "mch_..." (else invalid_subject); `sts` "pending"
+/// - Session (§4.5): sub a non-empty string, not "mch_..." (else invalid_subject); `sts` "pending"
 /// ->
 ///   session_pending (the SDK's default treatPendingAsSignedOut); token_id = sid;
 ///   authorized_party = azp ("" when absent); org_id = `o.id` when `v` is 2, else `org_id`;

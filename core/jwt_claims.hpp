@@ -1,6 +1,6 @@
 #pragma once
 // Internal to core/jwt.cpp: from a verified JWT payload to an identity, per token type
-// (M2M: clerk-protocol.md §3.4; OAuth access token: §4.3; session token: §4.4). Pure.
+// (M2M: docs/clerk-protocol.md §4.3; OAuth access token: §4.4; session token: §4.5). Pure.
 #include "core/identity.hpp"
 #include "core/token_type.hpp"
 

@@ -11,9 +11,11 @@
 
 namespace clerk::core {
 
+/// `Key` is what callers coalesce on: a token digest for verifications (the default), a unit
+/// type (std::monostate) for "one JWKS fetch at a time".
 /// Thread safety: all methods are safe from any thread. Callbacks run on the thread that calls
 /// complete(), outside the internal lock; they should only post work to their own executor.
-template <class Result>
+template <class Result, class Key = token_digest, class Hash = token_digest_hash>
 class single_flight {
 public:
     using callback = std::function<void(const Result&)>;
@@ -21,7 +23,7 @@ public:
     /// Returns true when the caller is the leader: it must verify and then call complete(key, r)
     /// exactly once (also on failure). Otherwise `on_done` is queued and will be called by
     /// complete() with the leader's result.
-    bool join(const token_digest& key, callback on_done) {
+    bool join(const Key& key, callback on_done) {
         std::lock_guard lock(mu_);
         auto [it, inserted] = waiting_.try_emplace(key);
         if (inserted) {
@@ -32,7 +34,7 @@ public:
     }
 
     /// Delivers `r` to every follower of `key` and forgets the key.
-    void complete(const token_digest& key, const Result& r) {
+    void complete(const Key& key, const Result& r) {
         std::vector<callback> followers;
         {
             std::lock_guard lock(mu_);
@@ -55,7 +57,7 @@ public:
 
 private:
     mutable std::mutex mu_;
-    std::unordered_map<token_digest, std::vector<callback>, token_digest_hash> waiting_;
+    std::unordered_map<Key, std::vector<callback>, Hash> waiting_;
 };
 
 }  // namespace clerk::core

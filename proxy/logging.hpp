@@ -1,5 +1,5 @@
 #pragma once
-// Named spdlog loggers (STYLE.md §12): main, config, listener, auth, clerk, upstream, admin,
+// Named spdlog loggers (CONTRIBUTING.md §12): main, config, listener, auth, clerk, upstream, admin,
 // access. All write to stderr through one sink; `log.format: json` gives one JSON object per line
 // {"time","level","logger","msg"}, `text` a readable line.
 #include "config/config.hpp"

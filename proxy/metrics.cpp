@@ -1,5 +1,7 @@
 #include "proxy/metrics.hpp"
 
+#include "core/problem.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <mutex>
@@ -18,32 +20,9 @@ std::string format_double(double v) {
     return std::string(buf, r.ptr);
 }
 
+/// The `result` label: "allow", or the response's `error` (core/problem.cpp, the one table).
 std::string_view decision_label(core::decision_kind k) {
-    switch (k) {
-        case core::decision_kind::allow:
-            return "allow";
-        case core::decision_kind::missing_token:
-            return "missing_token";
-        case core::decision_kind::invalid_request:
-            return "invalid_request";
-        case core::decision_kind::invalid_token:
-            return "invalid_token";
-        case core::decision_kind::insufficient_scope:
-            return "insufficient_scope";
-        case core::decision_kind::auth_unavailable:
-            return "auth_unavailable";
-        case core::decision_kind::upstream_unavailable:
-            return "upstream_unavailable";
-        case core::decision_kind::upstream_timeout:
-            return "upstream_timeout";
-        case core::decision_kind::bad_request:
-            return "bad_request";
-        case core::decision_kind::headers_too_large:
-            return "headers_too_large";
-        case core::decision_kind::body_too_large:
-            return "body_too_large";
-    }
-    return "unknown";
+    return k == core::decision_kind::allow ? std::string_view("allow") : core::problem_for(k).error;
 }
 
 // The results that are always printed (as 0), so dashboards and alerts find the series.

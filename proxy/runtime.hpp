@@ -1,5 +1,5 @@
 #pragma once
-// The runtime snapshot (STYLE.md §8): everything a request needs that a reload may change.
+// The runtime snapshot (CONTRIBUTING.md §8): everything a request needs that a reload may change.
 // Each request pins the snapshot it started with; SIGHUP swaps in a new one atomically.
 #include "config/config.hpp"
 #include "core/header_rules.hpp"

@@ -74,7 +74,7 @@ bool same_listen(const std::optional<config::listen_address>& a,
     return a.has_value() == b.has_value() && (!a || (a->host == b->host && a->port == b->port));
 }
 
-/// The process (STYLE.md §4): `threads` event loops, one io_context per thread (concurrency
+/// The process (CONTRIBUTING.md §4): `threads` event loops, one io_context per thread (concurrency
 /// hint 1), each with its own SO_REUSEPORT listening socket, so a connection lives on the loop
 /// that accepted it and the request path needs no strand and no cross-thread hand-off. Loop 0
 /// also runs the control plane: signals, the config watcher, reloads, the admin listener and the

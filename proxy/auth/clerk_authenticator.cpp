@@ -290,16 +290,9 @@ private:
         p.key = process_hasher().digest(token);
         p.look = st_->cache->lookup(p.key);
         if (p.look.result == core::cache_result::hit) {
-            st_->m.cache_lookup(core::cache_result::hit);
             // The type comes from the verified identity (a reload may have stopped accepting
             // it): no classification, no parsing.
-            auth_result r =
-                accepts.accepts(p.look.id->type)
-                    ? make_result(decision_kind::allow, "", core::cache_result::hit, p.look.id)
-                    : make_result(decision_kind::invalid_token, "token_type_not_accepted",
-                                  core::cache_result::hit);
-            r.type = p.look.id->type;
-            return scoped(std::move(r), *st_->cfg);
+            return answer_hit(p.look, accepts.accepts(p.look.id->type));
         }
         const auto c = core::classify_and_accept(token, accepts);
         if (!c.ok) {
@@ -311,6 +304,18 @@ private:
             r->type = c.cls.type;
         }
         return r;
+    }
+
+    /// The answer for a positive cache entry, counted as a hit; `accepted`: the config accepts
+    /// the identity's type.
+    auth_result answer_hit(const core::cache_lookup& look, bool accepted) {
+        st_->m.cache_lookup(core::cache_result::hit);
+        auth_result r =
+            accepted ? make_result(decision_kind::allow, "", core::cache_result::hit, look.id)
+                     : make_result(decision_kind::invalid_token, "token_type_not_accepted",
+                                   core::cache_result::hit);
+        r.type = look.id->type;
+        return scoped(std::move(r), *st_->cfg);
     }
 
     /// The outcomes of authenticate_with that need no I/O; nullopt for a miss.
@@ -327,9 +332,7 @@ private:
             return make_result(decision_kind::invalid_token, "jwt_not_supported");
         }
         if (look.result == core::cache_result::hit) {
-            st_->m.cache_lookup(core::cache_result::hit);
-            return scoped(make_result(decision_kind::allow, "", core::cache_result::hit, look.id),
-                          *st_->cfg);
+            return answer_hit(look, true);  // the caller classified and accepted the type
         }
         if (look.result == core::cache_result::negative_hit) {
             st_->m.cache_lookup(core::cache_result::negative_hit);

@@ -26,11 +26,11 @@ namespace clerk::proxy {
 /// `make_lead` is called at most once, synchronously, and must return an awaitable that owns
 /// everything it uses (capture shared_ptrs by value). If it throws, or its awaitable throws,
 /// every caller receives `on_error()`. `sf` must outlive the flight.
-template <class Result, class Executor = loop_executor, class MakeLead, class OnError>
-net::awaitable<Result, Executor> join_flight(core::single_flight<Result>& sf,
-                                             const core::token_digest& key,
-                                             net::any_io_executor lead_exec, MakeLead make_lead,
-                                             OnError on_error) {
+template <class Result, class Executor = loop_executor, class Key, class Hash, class MakeLead,
+          class OnError>
+net::awaitable<Result, Executor> join_flight(core::single_flight<Result, Key, Hash>& sf,
+                                             const Key& key, net::any_io_executor lead_exec,
+                                             MakeLead make_lead, OnError on_error) {
     auto init = [&](auto handler) {
         using handler_t = decltype(handler);
         auto h = std::make_shared<handler_t>(std::move(handler));
@@ -41,7 +41,7 @@ net::awaitable<Result, Executor> join_flight(core::single_flight<Result>& sf,
         if (!sf.join(key, deliver)) {
             return;  // follower: `deliver` runs when the leader completes
         }
-        auto run = [](core::single_flight<Result>* flights, core::token_digest k,
+        auto run = [](core::single_flight<Result, Key, Hash>* flights, Key k,
                       net::awaitable<Result> work, auto done, auto fail) -> net::awaitable<void> {
             Result r;
             try {

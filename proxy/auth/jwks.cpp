@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <variant>
 
 namespace clerk::proxy {
 
@@ -37,7 +38,8 @@ struct jwks_provider::state {
     steady::time_point last_fetch{};  ///< start of the last on-demand fetch; guarded by mu
     bool fetched_once = false;
 
-    core::single_flight<bool> flights;
+    core::single_flight<bool, std::monostate, std::hash<std::monostate>>
+        flights;  // one fetch at a time
     std::atomic<bool> stopped{false};
     std::atomic<bool> started{false};
 };
@@ -54,7 +56,7 @@ net::awaitable<bool> fetch_once(state_ptr st, steady::time_point deadline) {
     clerk_http_request req;
     req.verb = clerk_http_request::method::get;
     req.path = "/v1/jwks";
-    req.bearer = st->cfg.secret_key;  // never the machine key (clerk-protocol.md §3.3)
+    req.bearer = st->cfg.secret_key;  // never the machine key (docs/clerk-protocol.md §5.1)
     auto start = steady::now();
     auto reply = co_await st->api->call(req, std::min(deadline, start + st->cfg.timeout));
     std::chrono::duration<double> took = steady::now() - start;
@@ -99,7 +101,7 @@ net::awaitable<void> coalesced_fetch(state_ptr st, steady::time_point deadline,
             co_return;
         }
     }
-    static const core::token_digest flight_key{};
+    static constexpr std::monostate flight_key{};
     auto exec = st->exec;
     auto& flights = st->flights;
     // Named lambdas, outside the co_await expression (GCC 12 double-destroys closure

@@ -62,7 +62,7 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
     io.request.emplace_back(":authority", std::string(out[http::field::host]));
     io.request.emplace_back(":path", path);
     for (const auto& f : out) {
-        auto name = h2::lower(f.name_string());
+        auto name = h2::to_lower(f.name_string());
         if (!h2::is_connection_specific(name)) {
             io.request.emplace_back(std::move(name), std::string(f.value()));
         }

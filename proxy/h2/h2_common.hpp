@@ -5,6 +5,8 @@
 // carries one direction of a stream's body with flow-control hooks, and nghttp2 header helpers.
 // Everything here lives on one event loop (the connection's): no locks. No Asio here: the frame
 // engine (h2_frames.hpp) and its fuzz target use it.
+#include "core/ascii.hpp"
+
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
@@ -93,15 +95,7 @@ inline std::vector<nghttp2_nv> make_nvs(const header_list& h) {
     return out;
 }
 
-inline std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return out;
-}
+using core::to_lower;
 
 /// Connection-specific fields (RFC 9113 §8.2.2) that an HTTP/2 message must not carry; `te` is
 /// allowed only as "trailers" and handled by the caller.

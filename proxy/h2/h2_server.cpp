@@ -437,7 +437,7 @@ private:
             if (line.empty() || colon == std::string_view::npos) {
                 continue;
             }
-            auto name = h2::lower(line.substr(0, colon));
+            auto name = h2::to_lower(line.substr(0, colon));
             auto value = line.substr(colon + 1);
             while (!value.empty() && value.front() == ' ') {
                 value.remove_prefix(1);
@@ -508,7 +508,7 @@ private:
             io.request.emplace_back(":authority", std::string(out[http::field::host]));
             io.request.emplace_back(":path", full_path);
             for (const auto& f : out) {
-                auto name = h2::lower(f.name_string());
+                auto name = h2::to_lower(f.name_string());
                 if (h2::is_connection_specific(name)) {
                     continue;
                 }

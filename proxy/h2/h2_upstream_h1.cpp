@@ -176,7 +176,7 @@ task<core::auth_decision> forward_h1(stream_io& io, upstream_pool& pool, std::st
     rewrite_response_headers(res, out, io.request_id);
     header_list h;
     for (const auto& f : out) {
-        auto name = lower(f.name_string());
+        auto name = to_lower(f.name_string());
         if (!is_connection_specific(name)) {
             h.emplace_back(std::move(name), std::string(f.value()));
         }

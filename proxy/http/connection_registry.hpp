@@ -1,6 +1,6 @@
 #pragma once
 // The set of open downstream connections, for limits.max_connections and for draining
-// (STYLE.md §7 without Beast's task_group, which Boost 1.81 lacks).
+// (CONTRIBUTING.md §7 without Beast's task_group, which Boost 1.81 lacks).
 #include "proxy/net/net.hpp"
 
 #include <atomic>

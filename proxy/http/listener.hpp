@@ -18,7 +18,7 @@ namespace clerk::proxy {
 class listener {
 public:
     /// Called for each accepted socket, on the listener's loop; the socket belongs to that loop
-    /// for its whole life (STYLE.md §4: a connection never changes thread).
+    /// for its whole life (CONTRIBUTING.md §4: a connection never changes thread).
     using accept_handler = std::function<void(net::ip::tcp::socket)>;
 
     /// Binds and listens on `addr` (port 0 = a free port) with the acceptor on `exec`'s loop.

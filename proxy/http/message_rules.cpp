@@ -1,5 +1,7 @@
 #include "proxy/http/message_rules.hpp"
 
+#include "core/ascii.hpp"
+
 #include <boost/beast/core/string.hpp>
 
 #include <openssl/rand.h>
@@ -23,9 +25,7 @@ std::string_view trim(std::string_view s) {
     return s.substr(first, s.find_last_not_of(" \t") - first + 1);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    return boost::beast::iequals(a, b);
-}
+using core::iequals;
 
 core::auth_decision bad(std::string_view reason) {
     return {core::decision_kind::bad_request, reason};
@@ -131,6 +131,11 @@ bool is_websocket_upgrade(const header_fields& h, unsigned version, std::string_
     thread_local std::vector<std::string> conn;
     conn_tokens_of(h, conn);
     return std::find(conn.begin(), conn.end(), "upgrade") != conn.end();
+}
+
+bool is_parse_error(const boost::system::error_code& ec) {
+    return ec.category() == http::make_error_code(http::error::bad_version).category() &&
+           ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
 bool is_sane_request_id(std::string_view id) {

@@ -11,6 +11,8 @@
 
 #include "proxy/http/header_fields.hpp"
 
+#include <boost/system/error_code.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,6 +40,10 @@ core::auth_decision check_request_framing(const header_fields& h, unsigned versi
 /// case-insensitive). Any other Upgrade (h2c, …) is not one: it is stripped like any hop-by-hop
 /// header.
 bool is_websocket_upgrade(const header_fields& h, unsigned version, std::string_view method);
+
+/// A parse error (the peer sent bytes that are not HTTP) as opposed to a transport outcome.
+/// end_of_stream and partial_message are in Beast's HTTP category but mean "the peer went away".
+bool is_parse_error(const boost::system::error_code& ec);
 
 /// True for a client X-Request-Id worth keeping: 1..128 chars of [A-Za-z0-9._-].
 bool is_sane_request_id(std::string_view id);

@@ -9,6 +9,7 @@
 #include "proxy/http/connection_registry.hpp"
 #include "proxy/http/exchange.hpp"
 #include "proxy/http/forward_auth.hpp"
+#include "proxy/http/message_rules.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/net/tls.hpp"
 #include "proxy/runtime.hpp"
@@ -30,11 +31,6 @@ namespace {
 using boost::system::error_code;
 using clock = std::chrono::steady_clock;
 using tcp = net::ip::tcp;
-
-bool is_parse_error(const error_code& ec) {
-    return ec.category() == http::make_error_code(http::error::bad_version).category() &&
-           ec != http::error::end_of_stream && ec != http::error::partial_message;
-}
 
 any_stream make_stream(tcp::socket socket, const session_env& env) {
     if (env.tls) {

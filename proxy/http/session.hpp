@@ -1,5 +1,5 @@
 #pragma once
-// One downstream connection (STYLE.md §4, §5): a coroutine (`task`) on the event loop that
+// One downstream connection (CONTRIBUTING.md §4, §5): a coroutine (`task`) on the event loop that
 // accepted it, serving HTTP/1.1 requests in order (keep-alive, pipelining) until the connection
 // ends (or handing it to the HTTP/2 server).
 #include "proxy/net/net.hpp"

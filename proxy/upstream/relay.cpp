@@ -3,6 +3,7 @@
 #include "core/transfer_budget.hpp"
 #include "proxy/h2/h1_to_h2.hpp"
 #include "proxy/http/http_wire.hpp"
+#include "proxy/http/message_rules.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/upstream/tunnel.hpp"
 
@@ -29,13 +30,6 @@ bool is_idempotent(std::string_view m) {
     static constexpr std::array<std::string_view, 6> idempotent{"GET", "HEAD",   "OPTIONS",
                                                                 "PUT", "DELETE", "TRACE"};
     return std::find(idempotent.begin(), idempotent.end(), m) != idempotent.end();
-}
-
-/// A parse error (the peer sent bytes that are not HTTP) as opposed to a transport outcome.
-/// end_of_stream and partial_message are in the HTTP category but mean "the peer went away".
-bool is_parse_error(const error_code& ec) {
-    return ec.category() == http::make_error_code(http::error::bad_version).category() &&
-           ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
 /// Fetched once: get_logger() takes a lock and a map lookup, too much for every request.

@@ -1,5 +1,5 @@
 // Contract test: the official @clerk/backend SDK must parse every clerk-emulator response
-// (clerk-protocol.md). Run by run.sh, which provides:
+// (docs/clerk-protocol.md §3, §5, §6). Run by run.sh, which provides:
 //   CLERK_SDK_DIR       directory whose node_modules holds @clerk/backend
 //   CLERK_SDK_VERSION   the pinned version (checked)
 //   EMULATOR_URL        http://127.0.0.1:PORT

@@ -18,7 +18,7 @@ namespace reason = clerk::core::jwt_reason;
 using clerk::testing::jwt_minter;
 using nlohmann::json;
 
-// Fixed wall clock: the SDK fixture's iat (clerk-protocol.md §3.2). Skew: the SDK default.
+// Fixed wall clock: the SDK fixture's iat (docs/clerk-protocol.md §4.3). Skew: the SDK default.
 constexpr long long now_s = 1753743316;
 constexpr sys_time now{std::chrono::seconds(now_s)};
 constexpr auto skew = 5000ms;

@@ -1,4 +1,4 @@
-// verify_jwt for OAuth JWT access tokens and session tokens (clerk-protocol.md §4.3, §4.4),
+// verify_jwt for OAuth JWT access tokens and session tokens (docs/clerk-protocol.md §4.4, §4.5),
 // and the recipient checks that apply to them (auth.audience, auth.authorized_parties).
 #include "core/jwt.hpp"
 

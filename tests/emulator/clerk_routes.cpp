@@ -1,4 +1,4 @@
-// The M2M token endpoints and JWKS of the emulated BAPI (clerk-protocol.md §2, §3, §5).
+// The M2M token endpoints and JWKS of the emulated BAPI (docs/clerk-protocol.md §3, §4.3, §5, §6).
 
 #include <algorithm>
 #include <cmath>
@@ -168,7 +168,8 @@ api_response router::issue(const issue_params& params, std::int64_t now_ms) {
         t.updated_at = now_ms;
         return json_response(201, token_json(state_.add_token(std::move(t)), now_ms, true));
     }
-    // JWT: stateless. A JWT needs an exp, so "never" becomes the machine's default TTL (§9 O5).
+    // JWT: stateless. A JWT needs an exp, so "never" becomes the machine's default TTL
+    // (docs/clerk-protocol.md §9 O5).
     const std::int64_t exp_ms =
         params.expiration_ms.value_or(now_ms + issuer.default_token_ttl * 1000);
     const std::int64_t iat = now_ms / 1000;
@@ -241,7 +242,8 @@ api_response router::verify(context& ctx) {
     }
     m2m_token* t = state_.find_token_by_secret(token);
     // A machine key may verify only tokens scoped to its machine (spec:12984-12992). The status
-    // for an out-of-scope token is unknown (§9 O3); we answer as for an unknown token: 404.
+    // for an out-of-scope token is unknown (docs/clerk-protocol.md §9 O3); we answer as for an
+    // unknown token: 404.
     if (t == nullptr ||
         (ctx.who.machine_ptr != nullptr && !contains(t->scopes, ctx.who.machine_ptr->id))) {
         return not_found();

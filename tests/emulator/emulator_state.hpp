@@ -1,6 +1,6 @@
 #pragma once
 // Pure state of the emulated Clerk instance: machines, M2M tokens, knobs and counters, and the
-// JSON shapes of clerk-protocol.md §2.3/§5. No Asio and no clock: callers pass `now_ms`.
+// JSON shapes of docs/clerk-protocol.md §3.2/§6. No Asio and no clock: callers pass `now_ms`.
 
 #include <chrono>
 #include <cstdint>
@@ -45,7 +45,7 @@ struct m2m_token {
     bool expired_at(std::int64_t now_ms) const { return expiration && *expiration <= now_ms; }
 };
 
-/// An API key or an OAuth access token (clerk-protocol.md §4.1, §4.2): the verify endpoint's
+/// An API key or an OAuth access token (docs/clerk-protocol.md §3.3, §3.4): the verify endpoint's
 /// 200 body is stored as it is answered. Not persisted by --state-file.
 struct other_token {
     bool oauth = false;     ///< else an API key
@@ -128,7 +128,7 @@ private:
     std::uint64_t next_seq_ = 1;
 };
 
-/// The §2.3 object. `with_secret` adds `token` (create response only).
+/// The docs/clerk-protocol.md §3.2 object. `with_secret` adds `token` (create response only).
 nlohmann::json token_json(const m2m_token& token, std::int64_t now_ms, bool with_secret);
 /// `{"errors":[{"message","long_message","code"}],"clerk_trace_id":"..."}`.
 nlohmann::json error_json(std::string_view code, std::string_view message,

@@ -1,4 +1,4 @@
-// Machines (BAPI /v1/machines, clerk-protocol.md §5.4) and the /__emulator/ test knobs.
+// Machines (BAPI /v1/machines, docs/clerk-protocol.md §6.5) and the /__emulator/ test knobs.
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// API keys and OAuth access tokens of the emulated BAPI (clerk-protocol.md §4.1, §4.2): their
+// API keys and OAuth access tokens of the emulated BAPI (docs/clerk-protocol.md §3.3, §3.4): their
 // verify endpoints, and knobs that create, revoke or deactivate them.
 //
 //   POST /__emulator/api_keys      {"subject", "scopes"?, "claims"?, "expiration_ms"?}
@@ -142,7 +142,8 @@ std::int64_t jwt_exp_seconds(const json& body, std::int64_t now_ms, std::int64_t
 
 }  // namespace
 
-// An OAuth access token in JWT format as Clerk mints it (RFC 9068 typ, clerk-protocol.md §4.3).
+// An OAuth access token in JWT format as Clerk mints it (RFC 9068 typ,
+// docs/clerk-protocol.md §4.4).
 api_response router::oauth_jwt(context& ctx, const json& body) {
     const std::string id = "oat_" + random_hex(32);
     const std::int64_t iat = ctx.now / 1000;
@@ -161,7 +162,7 @@ api_response router::oauth_jwt(context& ctx, const json& body) {
     return json_response(201, {{"token", token}, {"id", id}});
 }
 
-// A session token as Clerk's frontend API mints it (clerk-protocol.md §4.4), claims version 2
+// A session token as Clerk's frontend API mints it (docs/clerk-protocol.md §4.5), claims version 2
 // (organization in `o`) unless "version": 1 asks for the org_* claims.
 api_response router::knob_session_token(context& ctx, const json& body) {
     if (!body.contains("user_id") || !body["user_id"].is_string()) {

@@ -1,5 +1,5 @@
 #pragma once
-// Random identifiers in Clerk's formats (clerk-protocol.md §7), from OpenSSL's CSPRNG.
+// Random identifiers in Clerk's formats (docs/clerk-protocol.md §7), from OpenSSL's CSPRNG.
 
 #include <array>
 #include <cstddef>
@@ -42,7 +42,8 @@ inline std::string random_hex(std::size_t count) {
 inline std::string new_machine_id() {
     return "mch_" + random_alnum(27);
 }
-/// Machine secret key: `ak_` + 32 alphanumerics (the length is a guess, §9 O6).
+/// Machine secret key: `ak_` + 32 alphanumerics (the length is a guess,
+/// docs/clerk-protocol.md §9 O6).
 inline std::string new_machine_secret() {
     return "ak_" + random_alnum(32);
 }

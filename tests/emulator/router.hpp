@@ -34,7 +34,8 @@ enum class fault { none, hang, close, reset };
 
 struct api_response {
     unsigned status = 200;
-    std::string content_type = "application/json";  // exactly this: the SDK compares it (§1.4)
+    std::string content_type = "application/json";  // exactly this: the SDK compares it
+                                                    // (docs/clerk-protocol.md §2.5)
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
     fault action = fault::none;

@@ -129,7 +129,7 @@ public:
         return b64url(header_json) + "." + b64url(payload_json) + "." + std::string(signature_b64);
     }
 
-    /// A valid Clerk M2M payload (clerk-protocol.md §3.2) around `now_s` (seconds).
+    /// A valid Clerk M2M payload (docs/clerk-protocol.md §4.3) around `now_s` (seconds).
     static nlohmann::json m2m_claims(long long now_s, std::string_view sub = "mch_2abc",
                                      long long ttl_s = 3600) {
         return {{"iss", "https://clerk.m2m.example.test"},

@@ -1,6 +1,7 @@
 // Clerk verification in the request path (issue #4) through the real binaries: the proxy, the
 // Clerk emulator and a recording upstream, all on 127.0.0.1 port 0. Waits are conditions with
 // deadlines; Clerk call counts come from the emulator's /__emulator/stats.
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include "fakes/jwt_minter.hpp"
@@ -22,53 +23,6 @@ using namespace clerk::it;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-
-/// The emulator's knobs and API over one persistent connection.
-class clerk_knobs {
-public:
-    explicit clerk_knobs(std::uint16_t port) : c_(port) {}
-
-    json post(const std::string& path, const json& body,
-              const http_client::header_list& extra = {}) {
-        http_client::header_list h{{"Content-Type", "application/json"}};
-        h.insert(h.end(), extra.begin(), extra.end());
-        auto r = c_.request("POST", path, h, body.dump());
-        INFO(path << " -> " << r.status << " " << r.body);
-        REQUIRE(r.status / 100 == 2);
-        return json::parse(r.body);
-    }
-    json get(const std::string& path) {
-        auto r = c_.get(path);
-        REQUIRE(r.status == 200);
-        return json::parse(r.body);
-    }
-
-    /// A new opaque token of `machine_id`; `extra` adds claims / expiration_ms / token_format.
-    json mint(const std::string& machine_id, json extra = json::object()) {
-        extra["machine_id"] = machine_id;
-        return post("/__emulator/tokens", extra);
-    }
-    void revoke(const std::string& token_id) {
-        post("/m2m_tokens/" + token_id + "/revoke", {{"revocation_reason", "compromised"}},
-             {{"Authorization", std::string("Bearer ") + instance_key},
-              {"Clerk-API-Version", "2026-05-12"}});
-    }
-    long verify_calls() { return get("/__emulator/stats")["verify_calls"].get<long>(); }
-    /// Fails the next `count` verify calls (0 = heal).
-    void fail(int count, const std::string& mode, int status = 500, int retry_after = -1) {
-        json b{{"count", count}, {"mode", mode}, {"status", status}, {"endpoint", "verify"}};
-        if (retry_after >= 0) {
-            b["retry_after"] = retry_after;
-        }
-        post("/__emulator/fail", b);
-    }
-    void latency(int ms) { post("/__emulator/latency", {{"ms", ms}}); }
-
-private:
-    http_client c_;
-};
 
 /// A proxy config pointing at `api_url` with the instance key; `clerk_extra` lines go into the
 /// clerk section (indented by two spaces), `extra` is appended at top level.
@@ -94,10 +48,6 @@ std::string clerk_config(const std::string& upstream_url, const std::string& api
 /// Timeouts short enough for failure tests, with the default 2 retries.
 const std::string fast_clerk = "  timeout: 300ms\n  retries: 2\n";
 
-http_client::header_list bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
-}
-
 /// The exact §6 body for a refusal, with the request id the proxy echoed.
 std::string problem(const http_response& r, const std::string& error,
                     const std::string& reason = {}) {
@@ -106,21 +56,6 @@ std::string problem(const http_response& r, const std::string& error,
         b["reason"] = reason;
     }
     return b.dump();
-}
-
-/// A counter from the proxy's /metrics (0 when the series is absent).
-double metric(std::uint16_t admin_port, const std::string& series) {
-    http_client c(admin_port);
-    auto r = c.get("/metrics");
-    REQUIRE(r.status == 200);
-    std::istringstream in(r.body);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind(series + " ", 0) == 0) {
-            return std::stod(line.substr(series.size() + 1));
-        }
-    }
-    return 0;
 }
 
 /// The proxy must still run; if not, show how it ended.

@@ -17,6 +17,7 @@
 // CLERK_FAULT_ITERATIONS (default 10000) sets the iterations per fault (the ASan pass uses
 // fewer; sanitized builds also scale every timeout, see time_scale); each runs over
 // `client_threads` threads with short timeouts so a test stays bounded.
+#include "clerk_knobs.hpp"
 #include "fault_upstream.hpp"
 #include "harness.hpp"
 
@@ -106,50 +107,12 @@ std::string scaled_duration(int ms) {
 
 constexpr int clerk_timeout_ms = 50;
 
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
 /// The label of docs/reference.md §6's answer when Clerk cannot verify: 503, Retry-After: 1.
 std::string auth_unavailable(const std::string& reason) {
     return "503 auth_unavailable (" + reason + ") retry-after=1";
 }
 
 // --- emulator knobs
-
-/// A new connection per call: a soak can outlast the emulator's 60 s keep-alive.
-class clerk_knobs {
-public:
-    explicit clerk_knobs(std::uint16_t port) : port_(port) {}
-
-    json post(const std::string& path, const json& body) {
-        http_client c(port_);
-        auto r = c.request("POST", path, {{"Content-Type", "application/json"}}, body.dump());
-        if (r.status / 100 != 2) {
-            throw std::runtime_error(path + " -> " + std::to_string(r.status) + " " + r.body);
-        }
-        return json::parse(r.body);
-    }
-    std::string mint(const std::string& machine_id) {
-        return post("/__emulator/tokens", {{"machine_id", machine_id}})["token"].get<std::string>();
-    }
-    long verify_calls() {
-        http_client c(port_);
-        auto r = c.get("/__emulator/stats");
-        return json::parse(r.body)["verify_calls"].get<long>();
-    }
-    void reset_stats() { post("/__emulator/reset_stats", json::object()); }
-    /// Fails the next `count` verify calls (0 = heal).
-    void fail(long count, const std::string& mode, int status = 500, int retry_after = -1) {
-        json b{{"count", count}, {"mode", mode}, {"status", status}, {"endpoint", "verify"}};
-        if (retry_after >= 0) {
-            b["retry_after"] = retry_after;
-        }
-        post("/__emulator/fail", b);
-    }
-    void heal() { fail(0, "status"); }
-    void latency(int ms) { post("/__emulator/latency", {{"ms", ms}}); }
-
-private:
-    std::uint16_t port_;
-};
 
 /// `count` fresh opaque tokens of `machine_id`, minted over a few connections in parallel.
 std::vector<std::string> mint_tokens(std::uint16_t emu_port, const std::string& machine_id,
@@ -174,10 +137,6 @@ std::vector<std::string> mint_tokens(std::uint16_t emu_port, const std::string& 
         t.join();
     }
     return out;
-}
-
-http_client::header_list bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
 }
 
 // --- config
@@ -725,7 +684,7 @@ TEST_CASE("fault: Clerk flapping between healthy and 500 every second", "[it][fa
         if (!w.knobs) {
             w.knobs = std::make_unique<clerk_knobs>(env.emu.port());
         }
-        return label(w.http().get("/api/x", bearer(w.knobs->mint(env.machine()))));
+        return label(w.http().get("/api/x", bearer(w.knobs->mint_token(env.machine()))));
     };
     std::size_t forwarded_before = 0;
     const auto r = run_fault(proxy, "Clerk flapping", one, {}, 2500ms, [&] {

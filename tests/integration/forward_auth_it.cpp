@@ -3,6 +3,7 @@
 // Caddy (forward_auth) — each started privately on loopback (own config and temp dir, free
 // ports, stopped by PID) with the configuration files the README documents
 // (docs/gateways/nginx.conf, docs/gateways/Caddyfile), in front of the recording upstream.
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -21,12 +22,6 @@ using namespace clerk::it;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-
-http_client::header_list bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
-}
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path);

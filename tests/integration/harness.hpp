@@ -1,5 +1,5 @@
 #pragma once
-// Loopback integration harness (STYLE.md §10c), shared by every *_it.cpp: temp dirs, child
+// Loopback integration harness (CONTRIBUTING.md §10c), shared by every *_it.cpp: temp dirs, child
 // processes with captured output, a recording upstream, a blocking HTTP client and launchers for
 // clerk-m2m-proxy and clerk-emulator. Everything binds 127.0.0.1 port 0 and waits on conditions
 // with deadlines, never on sleeps.

@@ -4,6 +4,7 @@
 // what the upstream received (exact target, headers and body), or that it received nothing, and
 // the status the client got. Waits are conditions with deadlines; the only pauses are the
 // deliberate dribbles of the slowloris cases.
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -25,7 +26,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
 constexpr const char* smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
 
 json body_json(const http_response& r) {
@@ -62,63 +62,11 @@ std::vector<std::string> identity_like(const recorded_request& seen) {
     return out;
 }
 
-/// The emulator's API and knobs, a new connection per call (a kept-alive one could outlive the
-/// emulator's idle timeout during the long cases).
-class clerk_knobs {
-public:
-    explicit clerk_knobs(std::uint16_t port) : port_(port) {}
-
-    json post(const std::string& path, const json& body,
-              const http_client::header_list& extra = {}) {
-        http_client::header_list h{{"Content-Type", "application/json"}};
-        h.insert(h.end(), extra.begin(), extra.end());
-        http_client c(port_);
-        auto r = c.request("POST", path, h, body.dump());
-        INFO(path << " -> " << r.status << " " << r.body);
-        REQUIRE(r.status / 100 == 2);
-        return json::parse(r.body);
-    }
-    json mint(const std::string& machine_id, json extra = json::object()) {
-        extra["machine_id"] = machine_id;
-        return post("/__emulator/tokens", extra);
-    }
-    void revoke(const std::string& token_id) {
-        post("/m2m_tokens/" + token_id + "/revoke", {{"revocation_reason", "compromised"}},
-             {{"Authorization", std::string("Bearer ") + instance_key},
-              {"Clerk-API-Version", "2026-05-12"}});
-    }
-    long verify_calls() {
-        http_client c(port_);
-        auto r = c.get("/__emulator/stats");
-        REQUIRE(r.status == 200);
-        return json::parse(r.body)["verify_calls"].get<long>();
-    }
-    void fail(int count, const std::string& mode, int status = 500) {
-        post("/__emulator/fail",
-             {{"count", count}, {"mode", mode}, {"status", status}, {"endpoint", "verify"}});
-    }
-
-private:
-    std::uint16_t port_;
-};
-
 std::string metrics_text(std::uint16_t admin_port) {
     http_client c(admin_port);
     auto r = c.get("/metrics");
     REQUIRE(r.status == 200);
     return r.body;
-}
-
-/// A series from /metrics (0 when absent).
-double metric(std::uint16_t admin_port, const std::string& series) {
-    std::istringstream in(metrics_text(admin_port));
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind(series + " ", 0) == 0) {
-            return std::stod(line.substr(series.size() + 1));
-        }
-    }
-    return 0;
 }
 
 const std::string hit_series = R"(clerk_proxy_cache_lookups_total{result="hit"})";

@@ -1,6 +1,7 @@
 // The shared verification cache (issue #19, cache.shared) with a real Redis (Debian
 // redis-server, started privately: its own dir, a unix socket or a free loopback port, no
 // persistence, stopped by PID), two proxy processes and the Clerk emulator.
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include "core/shared_entry.hpp"
@@ -19,12 +20,6 @@ using namespace clerk::it;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-
-http_client::header_list bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
-}
 
 /// redis-server on a unix socket in `dir` (and a TCP port when `port` != 0).
 class redis_server {

@@ -2,6 +2,7 @@
 // binaries: the proxy, the Clerk emulator (its /api_keys/verify and
 // /oauth_applications/access_tokens/verify, its JWKS, keys and tokens made with its knobs) and
 // the recording upstream.
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -17,12 +18,6 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 namespace {
-
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-
-http_client::header_list bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
-}
 
 struct types_env {
     explicit types_env(const std::string& auth_yaml =

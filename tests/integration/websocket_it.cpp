@@ -1,6 +1,7 @@
 // WebSocket pass-through (issue #17) through the real binaries: the proxy, the Clerk emulator, and
 // a real WebSocket server and client (Debian python3-websockets, tests/integration/peers/
 // ws_peer.py), plus a raw-socket client for what a library hides (drops, close timing, idle).
+#include "clerk_knobs.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -22,8 +23,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* instance_key = "sk_test_emulator";  // the emulator's default
-const std::string python = "/usr/bin/python3";            // Debian's, which has websockets
+const std::string python = "/usr/bin/python3";  // Debian's, which has websockets
 const std::string peer_script =
     std::string(CLERK_SOURCE_DIR) + "/tests/integration/peers/ws_peer.py";
 

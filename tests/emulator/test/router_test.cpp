@@ -1,5 +1,5 @@
 // Socket-free tests of the emulator's API: router + state + JWT signer, driven with plain
-// api_request values and an injected clock (STYLE.md §10).
+// api_request values and an injected clock (CONTRIBUTING.md §10).
 #include "tests/emulator/router.hpp"
 
 #include <catch2/catch.hpp>

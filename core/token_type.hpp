@@ -24,14 +24,18 @@ constexpr std::string_view to_string(token_type t) {
 
 /// Parses "m2m_token" | "api_key" | "oauth_token" | "session_token" (not "any").
 constexpr std::optional<token_type> parse_token_type(std::string_view s) {
-    if (s == "m2m_token")
+    if (s == "m2m_token") {
         return token_type::m2m_token;
-    if (s == "api_key")
+    }
+    if (s == "api_key") {
         return token_type::api_key;
-    if (s == "oauth_token")
+    }
+    if (s == "oauth_token") {
         return token_type::oauth_token;
-    if (s == "session_token")
+    }
+    if (s == "session_token") {
         return token_type::session_token;
+    }
     return std::nullopt;
 }
 

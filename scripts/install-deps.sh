@@ -12,7 +12,7 @@ for g in "${groups[@]}"; do
   case "$g" in
     build) want+=(g++ cmake ninja-build ccache pkg-config libboost1.81-dev libssl-dev
                   nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev libnghttp2-dev openssl ca-certificates) ;;
-    test)  want+=(catch2 curl clang-format python3 python3-yaml python3-websockets python3-h2 python3-grpcio nghttp2-client nginx-light caddy
+    test)  want+=(catch2 curl clang-format clang-tidy python3 python3-yaml python3-websockets python3-h2 python3-grpcio nghttp2-client nginx-light caddy
                   redis-server) ;;
     bench) want+=(wrk nginx-light curl util-linux procps time strace gcc valgrind) ;;
     fuzz)  want+=(clang libclang-rt-14-dev) ;;

@@ -66,6 +66,8 @@ rm -rf build/user-config
 
 step "build (release)"
 scripts/build.sh release
+step "clang-tidy (core/, config/: .clang-tidy, findings are errors)"
+scripts/tidy.sh
 step "test (release)"
 ctest --test-dir build/release --output-on-failure -j "$jobs" --timeout 300
 

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "release")
-PROXY = os.path.join(BIN, "proxy", "clerk-m2m-proxy")
+PROXY = os.environ.get("BENCH_PROXY_BIN") or os.path.join(BIN, "proxy", "clerk-m2m-proxy")
 EMULATOR = os.path.join(BIN, "tests", "emulator", "clerk-emulator")
 NODE_PEER = os.path.join(ROOT, "bench", "node-proxy", "server.mjs")
 

@@ -16,9 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <list>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 namespace clerk::core {
 namespace {
@@ -118,57 +118,82 @@ std::size_t token_digest_hash::operator()(const token_digest& d) const noexcept 
     return static_cast<std::size_t>(load_u64(d, 0));
 }
 
-// One shard: two independent LRUs (front = most recent) under one mutex.
+// One shard: two independent LRUs (newest first) under one mutex. Each entry is one node of
+// the hash map, threaded onto its LRU order by two pointers (no separate list node: 100k
+// cached identities cost 64 bytes less each than with std::list + an index of iterators).
 struct verification_cache::shard {
     struct positive_entry {
-        token_digest key;
         std::shared_ptr<const identity> id;
         long long fresh_until_ms;  // exclusive
         long long stale_until_ms;  // exclusive, >= fresh_until_ms
     };
     struct negative_entry {
-        token_digest key;
         std::string_view reason;
         long long until_ms;  // exclusive
     };
     template <class Entry>
     struct lru {
-        std::list<Entry> order;
-        std::unordered_map<token_digest, typename std::list<Entry>::iterator, token_digest_hash>
-            index;
+        struct node;
+        using item = std::pair<const token_digest, node>;  // the map's element
+        struct node {
+            Entry e;
+            item* newer = nullptr;
+            item* older = nullptr;
+        };
+        std::unordered_map<token_digest, node, token_digest_hash> index;
+        item* newest = nullptr;
+        item* oldest = nullptr;
         std::size_t capacity = 0;
 
+        void unlink(item* it) {
+            node& n = it->second;
+            (n.newer ? n.newer->second.older : newest) = n.older;
+            (n.older ? n.older->second.newer : oldest) = n.newer;
+            n.newer = n.older = nullptr;
+        }
+        void link_newest(item* it) {
+            it->second.older = newest;
+            it->second.newer = nullptr;
+            (newest ? newest->second.newer : oldest) = it;
+            newest = it;
+        }
         Entry* find(const token_digest& k) {
-            auto it = index.find(k);
-            if (it == index.end()) {
+            auto f = index.find(k);
+            if (f == index.end()) {
                 return nullptr;
             }
-            order.splice(order.begin(), order, it->second);  // refresh recency
-            return &*it->second;
+            item* it = &*f;
+            if (it != newest) {  // refresh recency
+                unlink(it);
+                link_newest(it);
+            }
+            return &it->second.e;
         }
         void erase(const token_digest& k) {
-            auto it = index.find(k);
-            if (it != index.end()) {
-                order.erase(it->second);
-                index.erase(it);
+            auto f = index.find(k);
+            if (f != index.end()) {
+                unlink(&*f);
+                index.erase(f);
             }
         }
-        void put(Entry e) {
-            erase(e.key);
+        void put(const token_digest& k, Entry e) {
+            erase(k);
             if (capacity == 0) {
                 return;
             }
             // Evict before inserting so the bound holds at every instant.
-            while (order.size() >= capacity) {
-                index.erase(order.back().key);
-                order.pop_back();
+            while (index.size() >= capacity) {
+                auto f = index.find(oldest->first);
+                unlink(oldest);
+                index.erase(f);
             }
-            order.push_front(std::move(e));
-            index.emplace(order.front().key, order.begin());
+            auto [f, inserted] = index.try_emplace(k, node{std::move(e)});
+            link_newest(&*f);
         }
+        std::size_t size() const { return index.size(); }
         void clear() {
             index.clear();
-            order.clear();
+            newest = oldest = nullptr;
         }
     };
 
@@ -259,7 +284,7 @@ void verification_cache::put_positive(const token_digest& key, std::shared_ptr<c
     shard& s = shard_for(key);
     std::lock_guard lock(s.mu);
     s.negative.erase(key);  // a fresh verification supersedes an old rejection
-    s.positive.put({key, std::move(id), fresh, stale});
+    s.positive.put(key, {std::move(id), fresh, stale});
 }
 
 void verification_cache::put_negative(const token_digest& key, std::string_view reason,
@@ -275,14 +300,14 @@ void verification_cache::put_negative(const token_digest& key, std::string_view 
     shard& s = shard_for(key);
     std::lock_guard lock(s.mu);
     s.positive.erase(key);  // a definitive rejection (e.g. revoked) beats an earlier success
-    s.negative.put({key, reason, until});
+    s.negative.put(key, {reason, until});
 }
 
 std::size_t verification_cache::size() const {
     std::size_t total = 0;
     for (std::size_t i = 0; i < opts_.shards; ++i) {
         std::lock_guard lock(shards_[i].mu);
-        total += shards_[i].positive.order.size();
+        total += shards_[i].positive.size();
     }
     return total;
 }
@@ -291,7 +316,7 @@ std::size_t verification_cache::negative_size() const {
     std::size_t total = 0;
     for (std::size_t i = 0; i < opts_.shards; ++i) {
         std::lock_guard lock(shards_[i].mu);
-        total += shards_[i].negative.order.size();
+        total += shards_[i].negative.size();
     }
     return total;
 }

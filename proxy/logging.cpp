@@ -14,8 +14,8 @@
 namespace clerk::proxy {
 namespace {
 
-constexpr std::array<std::string_view, 8> logger_names{"main",  "config",   "listener", "auth",
-                                                       "clerk", "upstream", "admin",    "access"};
+constexpr std::array<std::string_view, 10> logger_names{
+    "main", "config", "listener", "auth", "clerk", "upstream", "admin", "access", "cache", "http2"};
 
 std::string_view level_name(spdlog::level::level_enum l) {
     switch (l) {
@@ -108,14 +108,32 @@ std::shared_ptr<spdlog::sinks::stderr_sink_mt> shared_sink() {
     return sink;
 }
 
+/// The last log settings applied (setup_logging); until then JSON at info.
+config::log_config current_settings;
+
+void configure(spdlog::logger& l, const config::log_config& cfg) {
+    if (cfg.format == config::log_format::json) {
+        l.set_formatter(std::make_unique<json_formatter>());
+    } else {
+        l.set_formatter(std::make_unique<text_formatter>());
+    }
+    l.set_level(to_spdlog(cfg.level));
+    // Access lines are emitted at info; they are switched by log.access_log, not the level.
+    if (l.name() == "access") {
+        l.set_level(spdlog::level::info);
+    }
+    l.flush_on(spdlog::level::trace);
+}
+
+/// Called with setup_mu held. A logger first asked for after setup_logging (e.g. by a module
+/// started later) gets the current settings too.
 std::shared_ptr<spdlog::logger> make_or_get(std::string_view name) {
     const std::string n(name);
     if (auto l = spdlog::get(n)) {
         return l;
     }
     auto l = std::make_shared<spdlog::logger>(n, shared_sink());
-    l->set_formatter(std::make_unique<json_formatter>());
-    l->flush_on(spdlog::level::trace);
+    configure(*l, current_settings);
     spdlog::register_logger(l);
     return l;
 }
@@ -189,20 +207,12 @@ void append_json_escaped(std::string& out, std::string_view s) {
 
 void setup_logging(const config::log_config& cfg) {
     std::lock_guard lock(setup_mu);
+    current_settings = cfg;
     for (auto name : logger_names) {
-        auto l = make_or_get(name);
-        if (cfg.format == config::log_format::json) {
-            l->set_formatter(std::make_unique<json_formatter>());
-        } else {
-            l->set_formatter(std::make_unique<text_formatter>());
-        }
-        l->set_level(to_spdlog(cfg.level));
-        // Access lines are emitted at info; they are switched by log.access_log, not the level.
-        if (name == "access") {
-            l->set_level(spdlog::level::info);
-        }
-        l->flush_on(spdlog::level::trace);
+        make_or_get(name);
     }
+    // Every logger, listed or not: all follow log.format and log.level.
+    spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { configure(*l, cfg); });
 }
 
 std::shared_ptr<spdlog::logger> get_logger(std::string_view name) {

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstring>
 #include <latch>
+#include <list>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -316,4 +318,41 @@ TEST_CASE("cache: concurrent lookups and puts on overlapping keys", "[cache][con
         th.join();
     }
     CHECK(bad == 0);
+}
+
+TEST_CASE("cache: LRU against a reference model (random puts, lookups, rejections)", "[cache]") {
+    fake_clock clk;
+    constexpr std::size_t capacity = 8;
+    verification_cache cache(small(capacity, 1), clk);  // one shard: one exact LRU
+    std::list<int> model;                               // most recent first
+    std::mt19937 rng(12345);
+    std::uniform_int_distribution<int> pick_key(0, 19);
+    std::uniform_int_distribution<int> pick_op(0, 9);
+    auto model_remove = [&](int k) { model.remove(k); };
+    for (int step = 0; step < 20000; ++step) {
+        const int k = pick_key(rng);
+        const int op = pick_op(rng);
+        CAPTURE(step, k, op);
+        if (op < 4) {  // put_positive: most recent, evicting the least recent when full
+            cache.put_positive(key(k), make_id("mch_" + std::to_string(k)));
+            model_remove(k);
+            if (model.size() >= capacity) {
+                model.pop_back();
+            }
+            model.push_front(k);
+        } else if (op < 9) {  // lookup: a hit refreshes recency
+            const bool in_model = std::find(model.begin(), model.end(), k) != model.end();
+            const auto r = cache.lookup(key(k));
+            REQUIRE((r.result == cache_result::hit) == in_model);
+            if (in_model) {
+                REQUIRE(r.id->subject == "mch_" + std::to_string(k));
+                model_remove(k);
+                model.push_front(k);
+            }
+        } else {  // a rejection removes the positive entry
+            cache.put_negative(key(k), "revoked");
+            model_remove(k);
+        }
+        REQUIRE(cache.size() == model.size());
+    }
 }

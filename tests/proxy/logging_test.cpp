@@ -2,8 +2,8 @@
 // config was applied (the Redis client's "cache", the HTTP/2 server's "http2").
 #include "proxy/logging.hpp"
 
-#include <catch2/catch.hpp>
 #include <spdlog/logger.h>
+#include <catch2/catch.hpp>
 
 using clerk::proxy::get_logger;
 using clerk::proxy::setup_logging;

@@ -97,20 +97,24 @@ loader::apply_fn loader::to_duration(millis& out, bool allow_zero) {
     };
 }
 
-loader::apply_fn loader::to_file(std::string& out) {
-    return [this, &out](const YAML::Node& n, const std::string& k) {
+loader::apply_fn loader::to_file(std::string& out, file_check check) {
+    return [this, &out, check](const YAML::Node& n, const std::string& k) {
         auto v = r_.string(n, k);
         if (!v) {
             return;
         }
         if (!v->empty()) {
-            if (auto problem = file_problem(*v); !problem.empty()) {
+            if (auto problem = check(*v); !problem.empty()) {
                 r_.error(n, k, problem);
                 return;
             }
         }
         out = std::move(*v);
     };
+}
+
+loader::apply_fn loader::to_ca_file(std::string& out) {
+    return to_file(out, ca_file_problem);
 }
 
 loader::apply_fn loader::to_listen(listen_address& out) {
@@ -305,7 +309,7 @@ void loader::upstream(const YAML::Node& n, const std::string& key, upstream_conf
         {"max_idle_connections", to_integer(out.max_idle_connections, 0, 1'000'000)},
         {"preserve_host", to_bool(out.preserve_host)},
         {"tls_verify", to_bool(out.tls_verify)},
-        {"ca_file", to_file(out.ca_file)},
+        {"ca_file", to_ca_file(out.ca_file)},
         {"protocol",
          [this, &out](const YAML::Node& v, const std::string& k) {
              auto text = r_.string(v, k);
@@ -364,7 +368,7 @@ void loader::clerk(const YAML::Node& n, const std::string& key, clerk_config& ou
              }
              out.api_version = std::move(*text);
          }},
-        {"ca_file", to_file(out.ca_file)},
+        {"ca_file", to_ca_file(out.ca_file)},
         {"machine_secret_key", header_value(out.machine_secret_key)},
         {"secret_key", header_value(out.secret_key)},
         {"timeout", to_duration(out.timeout, false)},

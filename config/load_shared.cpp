@@ -174,7 +174,7 @@ void loader::shared_cache(const YAML::Node& n, const std::string& key, shared_ca
              out.key_prefix = std::move(*text);
          }},
         {"timeout", to_duration(out.timeout, false)},
-        {"ca_file", to_file(out.ca_file)},
+        {"ca_file", to_ca_file(out.ca_file)},
     };
     r_.visit(n, key, fields);
 }

@@ -3,6 +3,7 @@
 // collecting every problem. Split over load.cpp (top level, listener, upstream, Clerk, server
 // sections) and load_http.cpp (auth, headers, routes). Internal to config/.
 #include "config/config.hpp"
+#include "config/values.hpp"
 #include "config/yaml_reader.hpp"
 
 #include <string>
@@ -35,7 +36,10 @@ private:
             }
         };
     }
-    apply_fn to_file(std::string& out);
+    /// A path whose file passes `check` (default: exists, regular, readable).
+    using file_check = std::string (*)(const std::string&);
+    apply_fn to_file(std::string& out, file_check check = file_problem);
+    apply_fn to_ca_file(std::string& out);  ///< to_file + a loadable CA bundle
     apply_fn to_listen(listen_address& out);
     /// A list of strings, duplicates folded; an empty entry is an error (`empty_problem`, at its
     /// line) and leaves `out` unchanged.

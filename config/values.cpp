@@ -2,6 +2,8 @@
 
 #include "core/ascii.hpp"
 
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 #include <sys/un.h>
 #include <cctype>
 #include <filesystem>
@@ -368,6 +370,23 @@ std::string file_problem(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         return "file \"" + path + "\" is not readable";
+    }
+    return "";
+}
+
+std::string ca_file_problem(const std::string& path) {
+    if (auto problem = file_problem(path); !problem.empty()) {
+        return problem;
+    }
+    X509_STORE* store = X509_STORE_new();
+    if (store == nullptr) {
+        return "cannot check \"" + path + "\": out of memory";
+    }
+    const int loaded = X509_STORE_load_file(store, path.c_str());
+    X509_STORE_free(store);
+    ERR_clear_error();
+    if (loaded != 1) {
+        return "\"" + path + "\" holds no PEM certificate (a CA bundle is expected)";
     }
     return "";
 }

@@ -38,6 +38,11 @@ std::string route_path_problem(std::string_view path);
 
 /// "" when `path` names a readable regular file (symlinks followed), else the reason.
 std::string file_problem(const std::string& path);
+/// file_problem, else "" when the file holds a CA bundle OpenSSL loads (at least one PEM
+/// certificate: what the TLS clients will load at start), else the problem. One rule for
+/// upstream.ca_file, clerk.ca_file and cache.shared.ca_file: a bad bundle fails --check,
+/// start and reload rather than every connection later.
+std::string ca_file_problem(const std::string& path);
 
 /// True when `s` has a control character (CR, LF, NUL, ...): such values may not reach a header.
 bool has_control_char(std::string_view s);

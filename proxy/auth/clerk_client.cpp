@@ -166,8 +166,9 @@ public:
             if (!cfg.ca_file.empty()) {
                 tls_ctx_->load_verify_file(cfg.ca_file, ec);
                 if (ec) {
-                    // Fail closed (every call is a TLS failure, so 503) rather than trust less
-                    // or more than configured; the operator sees why.
+                    // The config loader checked the bundle (config/values.cpp ca_file_problem);
+                    // a file changed since fails closed (every call is a TLS failure, so 503)
+                    // rather than trusting less or more than configured.
                     get_logger("clerk")->error("clerk.ca_file {}: {}; Clerk calls will fail",
                                                cfg.ca_file, ec.message());
                     broken_ = true;

@@ -164,11 +164,11 @@ upstream:
   max_idle_connections: 0
   preserve_host: false
   tls_verify: false
-  ca_file: ${FIXTURES}/jwt_public.pem
+  ca_file: ${FIXTURES}/ca_cert.pem
 clerk:
   api_url: "http://127.0.0.1:8090/"
   api_version: "2025-01-01"
-  ca_file: ${FIXTURES}/jwt_public.pem
+  ca_file: ${FIXTURES}/ca_cert.pem
   machine_secret_key: "${MSK}"
   secret_key: "${SK}"
   timeout: 1500ms
@@ -241,7 +241,7 @@ threads: 4
     CHECK(c.upstream.max_idle_connections == 0);
     CHECK_FALSE(c.upstream.preserve_host);
     CHECK_FALSE(c.upstream.tls_verify);
-    CHECK(c.upstream.ca_file == std::string(fixtures_dir) + "/jwt_public.pem");
+    CHECK(c.upstream.ca_file == std::string(fixtures_dir) + "/ca_cert.pem");
     CHECK(c.clerk.api_url == "http://127.0.0.1:8090");
     CHECK_FALSE(c.clerk.api_url_is_https);
     CHECK(c.clerk.api_host == "127.0.0.1");
@@ -509,6 +509,12 @@ std::vector<error_case> error_cases() {
          "k\n",
          "upstream.ca_file", "ca_file", "does not exist"},
         {b + "  ca_file: ${FIXTURES}\n", "clerk.ca_file", "ca_file", "not a regular file"},
+        // A readable file that is not a CA bundle fails --check for every client alike.
+        {b + "  ca_file: ${FIXTURES}/jwt_public.pem\n", "clerk.ca_file", "ca_file",
+         "no PEM certificate"},
+        {"upstream:\n  url: https://a:1\n  ca_file: ${FIXTURES}/five_mistakes.yaml\nclerk:\n  "
+         "secret_key: k\n",
+         "upstream.ca_file", "ca_file", "no PEM certificate"},
         {with_base("tls:\n  cert_file: ${FIXTURES}/jwt_public.pem\n"), "tls.key_file",
          "tls:", "required with tls.cert_file"},
         {with_base("tls:\n  key_file: ${FIXTURES}/jwt_public.pem\n"), "tls.cert_file",

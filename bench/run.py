@@ -64,7 +64,7 @@ LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
 # With a baseline build, cases c0 and c run in this many alternating rounds (c0 c, c c0, …) and
 # report means: on a small VM the case measured first after nginx came out ahead by up to 25%
 # in fixed order, whatever the build.
-PAIRS = max(1, int(os.environ.get("BENCH_PAIRS", "3")))
+PAIRS = max(1, int(os.environ.get("BENCH_PAIRS", "4")))  # even: each order equally often
 CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f g h fleet").split()
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
 NCPU = os.cpu_count() or 1
@@ -386,7 +386,8 @@ threads: 1
         syscalls: from the first round)."""
         procs = {}
         for case, name, opts, label, tokens in (a, b):
-            procs[case] = self.start_proxy(name, **opts)
+            # Both stay up for all rounds: a ttl longer than the rounds keeps the cache warm.
+            procs[case] = self.start_proxy(name, **dict(opts, ttl="1h"))
         rounds = {a[0]: [], b[0]: []}
         for i in range(PAIRS):
             for case, name, opts, label, tokens in ((a, b) if i % 2 == 0 else (b, a)):

@@ -382,10 +382,20 @@ std::string ca_file_problem(const std::string& path) {
     if (store == nullptr) {
         return "cannot check \"" + path + "\": out of memory";
     }
-    const int loaded = X509_STORE_load_file(store, path.c_str());
+    bool has_certificate = false;
+    if (X509_STORE_load_file(store, path.c_str()) == 1) {
+        // A file of CRLs only loads too, and then trusts nothing.
+        STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(store);
+        for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+            if (X509_OBJECT_get_type(sk_X509_OBJECT_value(objects, i)) == X509_LU_X509) {
+                has_certificate = true;
+                break;
+            }
+        }
+    }
     X509_STORE_free(store);
     ERR_clear_error();
-    if (loaded != 1) {
+    if (!has_certificate) {
         return "\"" + path + "\" holds no PEM certificate (a CA bundle is expected)";
     }
     return "";

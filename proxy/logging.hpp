@@ -1,6 +1,7 @@
 #pragma once
 // Named spdlog loggers (CONTRIBUTING.md §12): main, config, listener, auth, clerk, upstream, admin,
-// access. All write to stderr through one sink; `log.format: json` gives one JSON object per line
+// access, cache, http2; every one follows log.level and log.format. All write to stderr through one
+// sink; `log.format: json` gives one JSON object per line
 // {"time","level","logger","msg"}, `text` a readable line.
 #include "config/config.hpp"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what is missing, checks style and layering,
-# builds, and runs every test with ctest — the Release build first, then the container image
+# builds, runs clang-tidy over core/ and config/ (scripts/tidy.sh), and runs every test with ctest —
+# the Release build first, then the container image
 # (scripts/test-image.sh: podman builds docker/Dockerfile and runs it with traffic), then under
 # ASan+UBSan, then the concurrency-heavy tests under TSan (scripts/test-tsan.sh), then the fuzz
 # targets. Ends with one line per step and its wall time, so every CI log shows where the time

@@ -18,6 +18,7 @@ else
   mapfile -t files < <(git ls-files -- 'core/*.cpp' 'config/*.cpp')
 fi
 # GCC-only warning flags in the database are not clang's business.
+rc=0
 out=$(printf '%s\n' "${files[@]}" | xargs -P "$(nproc)" -n 1 clang-tidy -p "$db" --quiet \
   --extra-arg=-Wno-unknown-warning-option 2>&1) || rc=$?
 if [ "${rc:-0}" != 0 ] || grep -qE 'warning:|error:' <<<"$out"; then

@@ -1,5 +1,5 @@
 #pragma once
-// INTERNAL: include from proxy/h2/*.cpp and proxy/*.cpp only.
+// INTERNAL: include from proxy/h2/*.cpp only.
 //
 // The seam between a downstream stream (an HTTP/2 stream of h2_server, or an HTTP/1.1 exchange)
 // and a forwarder that speaks HTTP/2 to the upstream (h2_client): the request as header pairs,

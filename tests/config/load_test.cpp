@@ -512,6 +512,8 @@ std::vector<error_case> error_cases() {
         // A readable file that is not a CA bundle fails --check for every client alike.
         {b + "  ca_file: ${FIXTURES}/jwt_public.pem\n", "clerk.ca_file", "ca_file",
          "no PEM certificate"},
+        {b + "  ca_file: ${FIXTURES}/crl_only.pem\n", "clerk.ca_file", "ca_file",
+         "no PEM certificate"},  // loads into an X509_STORE, but trusts nothing
         {"upstream:\n  url: https://a:1\n  ca_file: ${FIXTURES}/five_mistakes.yaml\nclerk:\n  "
          "secret_key: k\n",
          "upstream.ca_file", "ca_file", "no PEM certificate"},

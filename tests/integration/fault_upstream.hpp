@@ -1,7 +1,7 @@
 #pragma once
-// A deliberately broken upstream for fault-injection tests (fault_it.cpp): a raw TCP server on
-// 127.0.0.1:0 that reads one request head per connection and then misbehaves in one fixed way.
-// Blocking sockets, one short-lived thread per connection; every wait is bounded.
+// A deliberately broken upstream for fault-injection tests (fault_upstream_it.cpp): a raw TCP
+// server on 127.0.0.1:0 that reads one request head per connection and then misbehaves in one
+// fixed way. Blocking sockets, one short-lived thread per connection; every wait is bounded.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>

@@ -265,8 +265,8 @@ bool eventually(const std::function<bool()>& cond, duration timeout = 10s);
 /// collision.
 std::uint16_t free_port();
 
-// --- Resource probes for soak/fault tests (fault_it.cpp): what a process holds, from /proc and
-// from its admin /metrics. Linux only, like the rest of the harness.
+// --- Resource probes for soak/fault tests (fault_fixtures.cpp): what a process holds, from /proc
+// and from its admin /metrics. Linux only, like the rest of the harness.
 
 /// Open file descriptors of process `pid` (entries of /proc/<pid>/fd), -1 when unreadable.
 long proc_open_fds(int pid);

@@ -2,6 +2,7 @@
 // redis-server, started privately: its own dir, a unix socket or a free loopback port, no
 // persistence, stopped by PID), two proxy processes and the Clerk emulator.
 #include "clerk_knobs.hpp"
+#include "fakes/principal_edit.hpp"
 #include "harness.hpp"
 
 #include "core/shared_entry.hpp"
@@ -197,9 +198,9 @@ TEST_CASE("shared cache: a forged entry is never trusted", "[it][shared]") {
     const clerk::core::shared_entry_codec ours(instance_key, "clerk-m2m-proxy:");
     const clerk::core::shared_entry_codec attacker("sk_test_guess", "clerk-m2m-proxy:");
     clerk::core::identity fake;
-    fake.subject = "mch_admin";
+    clerk::testing::edit(fake).subject = "mch_admin";
     fake.token_id = "mt_fake";
-    fake.scopes = {"everything"};
+    clerk::testing::edit(fake).scopes = {"everything"};
     const long long far = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count() +

@@ -61,9 +61,10 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
-# With a baseline build, cases c0 and c run in this many alternating rounds (c0 c, c c0, …) and
-# report means: on a small VM the case measured first after nginx came out ahead by up to 25%
-# in fixed order, whatever the build.
+# The warm cases compared with each other (c0 baseline build, c opaque, cl access log on, e JWT)
+# run in this many rounds, in alternating order (c0 c cl e, e cl c c0, …), and report means: on a
+# small VM the case measured first after nginx came out ahead by up to 25% in fixed order,
+# whatever the build, which made "JWT vs opaque" and "log on vs off" read as 0.8× by accident.
 PAIRS = max(1, int(os.environ.get("BENCH_PAIRS", "4")))  # even: each order equally often
 CASES = os.environ.get("BENCH_CASES", "a b c cl d e e1 f g h fleet").split()
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
@@ -228,7 +229,7 @@ def parse_wrk(out):
 
 
 def combine_rounds(rs):
-    """One row from several rounds of one case (bench.paired_cases)."""
+    """One row from several rounds of one case (bench.round_cases)."""
     def mean(k):
         v = [r[k] for r in rs if r[k] == r[k]]
         return sum(v) / len(v) if v else float("nan")
@@ -380,17 +381,16 @@ threads: 1
         n = max(r["requests"], 1)
         return total / n, {k: v / n for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
 
-    def paired_cases(self, a, b):
-        """Cases a and b (the baseline build and this one) in PAIRS alternating rounds, both
-        proxies running throughout; each row is the mean over its rounds (latencies: median,
-        syscalls: from the first round)."""
+    def round_cases(self, cases):
+        """`cases` in PAIRS rounds of alternating order, all proxies running throughout; each
+        row is the mean over its rounds (latencies: median, syscalls: from the first round)."""
         procs = {}
-        for case, name, opts, label, tokens in (a, b):
-            # Both stay up for all rounds: a ttl longer than the rounds keeps the cache warm.
+        for case, name, opts, label, tokens in cases:
+            # All stay up for all rounds: a ttl longer than the rounds keeps the caches warm.
             procs[case] = self.start_proxy(name, **dict(opts, ttl="1h"))
-        rounds = {a[0]: [], b[0]: []}
+        rounds = {c[0]: [] for c in cases}
         for i in range(PAIRS):
-            for case, name, opts, label, tokens in ((a, b) if i % 2 == 0 else (b, a)):
+            for case, name, opts, label, tokens in (cases if i % 2 == 0 else cases[::-1]):
                 p, port = procs[case]
                 self.measure(case, label, p.pid, port, tokens, warm=True,
                              alloc_file=p.alloc_file, syscalls=(i == 0))
@@ -471,13 +471,15 @@ threads: 1
             ours.insert(0, ("c0", "baseline", {"binary": BASELINE},
                             f"baseline build ({os.path.basename(BASELINE)}), opaque, cache warm",
                             opaque, True))
-        paired = bool(BASELINE) and "c" in CASES
-        if paired:
-            self.paired_cases(ours[0][:5], ours[1][:5])
+        rounded = [c[:5] for c in ours if c[0] in ("c0", "c", "cl", "e")
+                   and (c[0] in CASES or (c[0] == "c0" and "c" in CASES))]
+        if len(rounded) > 1:
+            self.round_cases(rounded)
+        done = {c[0] for c in rounded} if len(rounded) > 1 else set()
         for case, name, opts, label, tokens, warm in ours:
             if case not in CASES and case != "c0":
                 continue
-            if paired and case in ("c0", "c"):
+            if case in done:
                 continue
             p, port = self.start_proxy(name, **opts)
             self.measure(case, label, p.pid, port, tokens, warm=warm, alloc_file=p.alloc_file)
@@ -642,12 +644,15 @@ threads: 1
                 f"| {ratio(r['cpu_us_per_req'], b['cpu_us_per_req']) if b else '–'} "
                 f"| {num(r['allocs_per_req'], '.1f')} | {num(r['syscalls_per_req'], '.2f')} "
                 f"| {num(r['rss_mib'], '.1f')} |")
-        paired = [(c, self.results[c]) for c in ["c0", "c"]
+        paired = [(c, self.results[c]) for c in ["c0", "c", "cl", "e"]
                   if c in self.results and self.results[c].get("rounds")]
         if paired:
-            lines += ["", f"(c0) and (c) ran in {len(paired[0][1]['rounds'])} alternating rounds "
-                      "(c0 c, c c0, …), both proxies up throughout; their rows are means (p50/p99: "
-                      "medians). req/s per round: " + "; ".join(
+            names = " ".join(f"({c})" for c, _ in paired)
+            order = " ".join(c for c, _ in paired)
+            rev = " ".join(c for c, _ in reversed(paired))
+            lines += ["", f"{names} ran in {len(paired[0][1]['rounds'])} rounds of alternating "
+                      f"order ({order}, {rev}, …), all proxies up throughout; their rows are means "
+                      "(p50/p99: medians). req/s per round: " + "; ".join(
                           f"({c}) " + ", ".join(f"{x:.0f}" for x in r["rounds"])
                           for c, r in paired) + "."]
         breakdown = [(c, self.results[c]) for c in ["b", "c0", "c", "f", "g"]

@@ -15,8 +15,16 @@ bool is_ows(char c) {
 }
 
 // Any whitespace inside a token makes the header ambiguous (RFC 6750 §2.1 b64token has none).
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+// One pass without an early exit, so the compiler vectorizes it: JWTs are ~1 KiB, and this runs
+// on every request, before the cache lookup.
+bool has_space(std::string_view t) {
+    unsigned char any = 0;  // not bool: GCC 12 vectorizes an OR-reduction over bytes only
+    for (const char ch : t) {
+        const auto c = static_cast<unsigned char>(ch);
+        // ' ', and '\t' '\n' '\v' '\f' '\r' (9..13)
+        any |= static_cast<unsigned char>((c == ' ') | (static_cast<unsigned char>(c - '\t') < 5));
+    }
+    return any != 0;
 }
 
 std::string_view trim_ows(std::string_view v) {
@@ -228,11 +236,9 @@ bearer_result extract_bearer(std::span<const std::string_view> values) {
         r.status = bearer_status::invalid_request;
         return r;
     }
-    for (const char c : token) {
-        if (is_space(c)) {
-            r.status = bearer_status::invalid_request;
-            return r;
-        }
+    if (has_space(token)) {
+        r.status = bearer_status::invalid_request;
+        return r;
     }
     r.status = bearer_status::ok;
     r.token = token;

@@ -146,18 +146,19 @@ std::optional<identity> identity_from(json& j, token_type type = token_type::m2m
     out.type = type;
     out.format = token_format::opaque;
     out.token_id = *id;
-    out.subject = *subject;
+    principal who;
+    who.subject = *subject;
 
     if (auto it = j.find("scopes"); it != j.end() && !it->is_null()) {
         if (!it->is_array() || it->size() > max_scopes) {
             return std::nullopt;
         }
-        out.scopes.reserve(it->size());
+        who.scopes.reserve(it->size());
         for (const auto& s : *it) {
             if (!s.is_string() || !is_safe_word(s.get_ref<const std::string&>())) {
                 return std::nullopt;
             }
-            out.scopes.push_back(s.get<std::string>());
+            who.scopes.push_back(s.get<std::string>());
         }
     }
 
@@ -165,8 +166,8 @@ std::optional<identity> identity_from(json& j, token_type type = token_type::m2m
         if (!it->is_object()) {
             return std::nullopt;
         }
-        out.claims = std::move(*it);
-        out.claims_compact = compact_ascii_json(out.claims);
+        who.claims = std::move(*it);
+        who.claims_compact = compact_ascii_json(who.claims);
     }
 
     if (auto it = j.find("expiration"); it != j.end() && !it->is_null()) {
@@ -197,9 +198,10 @@ std::optional<identity> identity_from(json& j, token_type type = token_type::m2m
             } else {
                 return std::nullopt;
             }
-            out.audience = std::move(aud);
+            who.audience = std::move(aud);
         }
     }
+    out.who = std::make_shared<const principal>(std::move(who));
     return out;
 }
 

@@ -181,18 +181,19 @@ void header_rules::for_each_identity_header(
         scratch = header_safe(v);
         return scratch;
     };
+    const principal& who = *id.who;
     // `subject` may point into scratch: used before the next safe() call.
-    const std::string_view subject = safe(id.subject);
+    const std::string_view subject = safe(who.subject);
     add(names_.subject, subject);
-    if (id.is_machine()) {
+    if (who.is_machine()) {
         add(names_.machine_id, subject);
     }
-    if (id.subject.starts_with("user_")) {
+    if (who.subject.starts_with("user_")) {
         add(names_.user_id, subject);
     }
-    if (!id.org_id.empty()) {
-        add(names_.org_id, safe(id.org_id));
-    } else if (id.subject.starts_with("org_")) {
+    if (!who.org_id.empty()) {
+        add(names_.org_id, safe(who.org_id));
+    } else if (who.subject.starts_with("org_")) {
         add(names_.org_id, subject);
     }
     add(names_.token_id, safe(id.token_id));
@@ -203,7 +204,7 @@ void header_rules::for_each_identity_header(
     std::string scopes;
     scopes.swap(scratch);  // reuse the scratch capacity for the list
     scopes.clear();
-    for (const auto& s : id.scopes) {
+    for (const auto& s : who.scopes) {
         std::string cleaned;
         std::string_view v = s;
         if (needs_cleaning(v)) {
@@ -221,28 +222,28 @@ void header_rules::for_each_identity_header(
     add(names_.scopes, scopes);
     scopes.swap(scratch);
 
-    if (!id.claims.is_object()) {
+    if (!who.claims.is_object()) {
         return;
     }
-    if (!id.claims.empty()) {
+    if (!who.claims.empty()) {
         // claims_compact is rendered once per verification; re-render only if it is missing or
         // was not produced by compact_ascii_json (it must be ASCII without controls).
         const bool precomputed_ok =
-            !id.claims_compact.empty() &&
-            std::all_of(id.claims_compact.begin(), id.claims_compact.end(), [](char c) {
+            !who.claims_compact.empty() &&
+            std::all_of(who.claims_compact.begin(), who.claims_compact.end(), [](char c) {
                 const auto u = static_cast<unsigned char>(c);
                 return u >= 0x20 && u < 0x7f;
             });
         if (precomputed_ok) {
-            add(names_.claims, id.claims_compact);
+            add(names_.claims, who.claims_compact);
         } else {
-            scratch = compact_ascii_json(id.claims);
+            scratch = compact_ascii_json(who.claims);
             add(names_.claims, scratch);
         }
     }
     for (const auto& [claim, header] : names_.claims_to_headers) {
-        const auto it = id.claims.find(claim);
-        if (it == id.claims.end() || it->is_null()) {
+        const auto it = who.claims.find(claim);
+        if (it == who.claims.end() || it->is_null()) {
             continue;
         }
         if (it->is_string()) {

@@ -1,6 +1,8 @@
 #include "core/identity.hpp"
 
 #include <cstddef>
+#include <functional>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,11 +51,39 @@ std::string compact_ascii_json(const nlohmann::json& j) {
     }
 }
 
+std::shared_ptr<const principal> identity::empty_principal() {
+    static const auto empty = std::make_shared<const principal>();
+    return empty;
+}
+
+std::size_t principal_hash::operator()(const principal& p) const noexcept {
+    // Hashes what tells principals apart in practice; operator== compares every field.
+    std::size_t h = std::hash<std::string>{}(p.subject);
+    const auto mix = [&h](std::string_view v) {
+        h ^= std::hash<std::string_view>{}(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    };
+    mix(p.org_id);
+    mix(p.claims_compact);
+    for (const auto& s : p.scopes) {
+        mix(s);
+    }
+    if (p.audience) {
+        for (const auto& a : *p.audience) {
+            mix(a);
+        }
+    }
+    if (p.authorized_party) {
+        mix(*p.authorized_party);
+    }
+    return h;
+}
+
 bool audience_allows(const identity& id, const std::vector<std::string>& accepted) noexcept {
-    if (accepted.empty() || !id.audience) {
+    const auto& audience = id.who->audience;
+    if (accepted.empty() || !audience) {
         return true;
     }
-    for (const auto& aud : *id.audience) {
+    for (const auto& aud : *audience) {
         for (const auto& want : accepted) {
             if (aud == want) {
                 return true;
@@ -65,11 +95,12 @@ bool audience_allows(const identity& id, const std::vector<std::string>& accepte
 
 bool authorized_party_allows(const identity& id,
                              const std::vector<std::string>& accepted) noexcept {
-    if (accepted.empty() || !id.authorized_party) {
+    const auto& azp = id.who->authorized_party;
+    if (accepted.empty() || !azp) {
         return true;
     }
     for (const auto& want : accepted) {
-        if (*id.authorized_party == want) {
+        if (*azp == want) {
             return !want.empty();
         }
     }

@@ -205,7 +205,8 @@ jwt_verify_result verify(std::string_view token, token_type kind, const jwt_key_
         return refuse(std::move(r), jwt_reason::malformed);
     }
     auto id = std::make_shared<identity>();
-    if (const auto refused = jwt_detail::map_claims(*payload, kind, *id); !refused.empty()) {
+    principal who;
+    if (const auto refused = jwt_detail::map_claims(*payload, kind, *id, who); !refused.empty()) {
         return refuse(std::move(r), refused);
     }
     const json* exp_claim = member(*payload, "exp");
@@ -243,6 +244,7 @@ jwt_verify_result verify(std::string_view token, token_type kind, const jwt_key_
     id->type = kind;
     id->format = token_format::jwt;
     id->expires_at_ms = to_ms(*exp);
+    id->who = std::make_shared<const principal>(std::move(who));
 
     r.ok = true;
     r.reason = {};

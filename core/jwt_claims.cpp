@@ -67,14 +67,14 @@ bool optional_string(const json& payload, const char* name, std::string& out) {
 }
 
 // claims = the payload minus `dropped`, or null when nothing remains.
-void set_claims(const json& payload, std::initializer_list<const char*> dropped, identity& out) {
+void set_claims(const json& payload, std::initializer_list<const char*> dropped, principal& who) {
     json claims = payload;
     for (const char* name : dropped) {
         claims.erase(name);
     }
     if (!claims.empty()) {
-        out.claims_compact = compact_ascii_json(claims);
-        out.claims = std::move(claims);
+        who.claims_compact = compact_ascii_json(claims);
+        who.claims = std::move(claims);
     }
 }
 
@@ -93,23 +93,23 @@ bool read_session_org(const json& payload, std::string& org_id) {
 
 // token_id = `jti` ("" when absent), audience = `aud` for recipient scoping (auth.audience;
 // absent or null is an empty audience). False when either has the wrong shape.
-bool read_id_and_audience(const json& payload, identity& out) {
+bool read_id_and_audience(const json& payload, identity& out, principal& who) {
     if (!optional_string(payload, "jti", out.token_id)) {
         return false;
     }
-    out.audience.emplace();
+    who.audience.emplace();
     const json* aud = present(payload, "aud");
-    return aud == nullptr || read_audience(*aud, *out.audience);
+    return aud == nullptr || read_audience(*aud, *who.audience);
 }
 
-std::string_view map_m2m(const json& payload, identity& out) {
+std::string_view map_m2m(const json& payload, identity& out, principal& who) {
     const json* sub = member(payload, "sub");
     if (sub == nullptr || !sub->is_string() ||
         !sub->get_ref<const std::string&>().starts_with("mch_")) {
         return jwt_reason::not_m2m;
     }
-    out.subject = sub->get<std::string>();
-    if (!read_id_and_audience(payload, out)) {
+    who.subject = sub->get<std::string>();
+    if (!read_id_and_audience(payload, out, who)) {
         return jwt_reason::malformed;
     }
     // scopes = split(`scopes`), else `aud`, else [].
@@ -117,51 +117,51 @@ std::string_view map_m2m(const json& payload, identity& out) {
         if (!scopes->is_string()) {
             return jwt_reason::malformed;
         }
-        split_spaces(scopes->get_ref<const std::string&>(), out.scopes);
+        split_spaces(scopes->get_ref<const std::string&>(), who.scopes);
     } else {
-        out.scopes = *out.audience;
+        who.scopes = *who.audience;
     }
-    set_claims(payload, {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scopes"}, out);
+    set_claims(payload, {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scopes"}, who);
     return {};
 }
 
-std::string_view read_subject(const json& payload, identity& out) {
+std::string_view read_subject(const json& payload, principal& who) {
     const json* sub = member(payload, "sub");
     if (sub == nullptr || !sub->is_string() || sub->get_ref<const std::string&>().empty()) {
         return jwt_reason::invalid_subject;
     }
-    out.subject = sub->get<std::string>();
+    who.subject = sub->get<std::string>();
     return {};
 }
 
-std::string_view map_oauth(const json& payload, identity& out) {
-    if (auto r = read_subject(payload, out); !r.empty()) {
+std::string_view map_oauth(const json& payload, identity& out, principal& who) {
+    if (auto r = read_subject(payload, who); !r.empty()) {
         return r;
     }
-    if (!read_id_and_audience(payload, out)) {
+    if (!read_id_and_audience(payload, out, who)) {
         return jwt_reason::malformed;
     }
     // scopes = `scp` ?? split(`scope`) ?? [] (the SDK's IdPOAuthAccessToken.fromJwtPayload).
     if (const json* scp = present(payload, "scp")) {
-        if (!read_scope_list(*scp, out.scopes)) {
+        if (!read_scope_list(*scp, who.scopes)) {
             return jwt_reason::malformed;
         }
     } else if (const json* scope = present(payload, "scope")) {
         if (!scope->is_string()) {
             return jwt_reason::malformed;
         }
-        split_spaces(scope->get_ref<const std::string&>(), out.scopes);
+        split_spaces(scope->get_ref<const std::string&>(), who.scopes);
     }
-    set_claims(payload, {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scp", "scope"}, out);
+    set_claims(payload, {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scp", "scope"}, who);
     return {};
 }
 
-std::string_view map_session(const json& payload, identity& out) {
-    if (auto r = read_subject(payload, out); !r.empty()) {
+std::string_view map_session(const json& payload, identity& out, principal& who) {
+    if (auto r = read_subject(payload, who); !r.empty()) {
         return r;
     }
     // A machine's token is never a session (classification sends it to the M2M rules).
-    if (out.subject.starts_with("mch_")) {
+    if (who.subject.starts_with("mch_")) {
         return jwt_reason::invalid_subject;
     }
     // A pending session (unfinished session tasks) is signed out for the SDK by default
@@ -174,17 +174,17 @@ std::string_view map_session(const json& payload, identity& out) {
             return jwt_reason::session_pending;
         }
     }
-    out.authorized_party.emplace();
+    who.authorized_party.emplace();
     if (!optional_string(payload, "sid", out.token_id) ||
-        !optional_string(payload, "azp", *out.authorized_party) ||
-        !read_session_org(payload, out.org_id)) {
+        !optional_string(payload, "azp", *who.authorized_party) ||
+        !read_session_org(payload, who.org_id)) {
         return jwt_reason::malformed;
     }
     // Session bookkeeping is dropped; custom session claims and the organization's role,
     // slug and permissions stay (the upstream may authorize on them).
     set_claims(payload,
                {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "sid", "sts", "fva", "v"},
-               out);
+               who);
     return {};
 }
 
@@ -200,14 +200,14 @@ const json* present(const json& obj, const char* name) {
     return v == nullptr || v->is_null() ? nullptr : v;
 }
 
-std::string_view map_claims(const json& payload, token_type kind, identity& out) {
+std::string_view map_claims(const json& payload, token_type kind, identity& out, principal& who) {
     switch (kind) {
         case token_type::m2m_token:
-            return map_m2m(payload, out);
+            return map_m2m(payload, out, who);
         case token_type::oauth_token:
-            return map_oauth(payload, out);
+            return map_oauth(payload, out, who);
         case token_type::session_token:
-            return map_session(payload, out);
+            return map_session(payload, out, who);
         case token_type::api_key:
             break;
     }

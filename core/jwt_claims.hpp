@@ -17,6 +17,7 @@ const nlohmann::json* present(const nlohmann::json& obj, const char* name);
 
 /// Fills everything but `type`, `format` and `expires_at_ms` (the verifier's) from the signed
 /// payload. Returns "" on success, else a jwt_reason (malformed, not_m2m, invalid_subject).
-std::string_view map_claims(const nlohmann::json& payload, token_type kind, identity& out);
+std::string_view map_claims(const nlohmann::json& payload, token_type kind, identity& out,
+                            principal& who);
 
 }  // namespace clerk::core::jwt_detail

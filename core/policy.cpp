@@ -11,12 +11,12 @@ bool policy_allows(const route* r, const identity& id) {
     // require_scopes is all-of. Lists are short (a handful of scopes), so a linear scan beats
     // building a set on every request.
     for (const std::string& need : r->require_scopes) {
-        if (std::find(id.scopes.begin(), id.scopes.end(), need) == id.scopes.end()) {
+        if (std::find(id.who->scopes.begin(), id.who->scopes.end(), need) == id.who->scopes.end()) {
             return false;
         }
     }
     if (!r->allow_subjects.empty() && std::find(r->allow_subjects.begin(), r->allow_subjects.end(),
-                                                id.subject) == r->allow_subjects.end()) {
+                                                id.who->subject) == r->allow_subjects.end()) {
         return false;
     }
     return true;

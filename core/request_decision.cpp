@@ -115,7 +115,8 @@ auth_decision post_authenticate(const route* matched, const identity& id) {
     // Say which half of the policy failed; both reasons are static and name no scope or subject.
     const bool scopes_ok = std::all_of(
         matched->require_scopes.begin(), matched->require_scopes.end(), [&](const auto& s) {
-            return std::find(id.scopes.begin(), id.scopes.end(), s) != id.scopes.end();
+            return std::find(id.who->scopes.begin(), id.who->scopes.end(), s) !=
+                   id.who->scopes.end();
         });
     return {decision_kind::insufficient_scope, scopes_ok ? "subject_not_allowed" : "missing_scope"};
 }

@@ -96,15 +96,15 @@ std::string shared_entry_codec::encode_positive(std::string_view key, const iden
            {"until", until_ms},
            {"type", to_string(id.type)},
            {"jwt", id.format == token_format::jwt},
-           {"sub", id.subject},
+           {"sub", id.who->subject},
            {"tid", id.token_id},
-           {"scopes", id.scopes},
-           {"claims", id.claims_compact.empty() ? json() : id.claims}};  // empty: none, or too deep
+           {"scopes", id.who->scopes},
+           {"claims", id.who->claims_compact.empty() ? json() : id.who->claims}};  // "": none/deep
     if (id.expires_at_ms) {
         j["exp"] = *id.expires_at_ms;
     }
-    if (id.audience) {
-        j["aud"] = *id.audience;
+    if (id.who->audience) {
+        j["aud"] = *id.who->audience;
     }
     return seal(key, j.dump(-1, ' ', true, json::error_handler_t::replace));
 }
@@ -151,6 +151,7 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
         return decode_status::ok;
     }
     auto id = std::make_shared<identity>();
+    principal who;
     const auto type = parse_token_type(string_member(j, "type"));
     const auto sub = j.find("sub");
     const auto tid = j.find("tid");
@@ -163,18 +164,18 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
     const auto jwt = j.find("jwt");
     id->format = jwt != j.end() && jwt->is_boolean() && jwt->get<bool>() ? token_format::jwt
                                                                          : token_format::opaque;
-    id->subject = sub->get<std::string>();
+    who.subject = sub->get<std::string>();
     id->token_id = tid->get<std::string>();
     for (const auto& s : *scopes) {
         if (!s.is_string()) {
             return decode_status::malformed;
         }
-        id->scopes.push_back(s.get<std::string>());
+        who.scopes.push_back(s.get<std::string>());
     }
     if (const auto c = j.find("claims"); c != j.end() && (c->is_object() || c->is_null())) {
-        id->claims = *c;
+        who.claims = *c;
         if (!c->is_null() && !c->empty()) {
-            id->claims_compact = compact_ascii_json(*c);
+            who.claims_compact = compact_ascii_json(*c);
         }
     }
     if (const auto e = j.find("exp"); e != j.end()) {
@@ -197,8 +198,9 @@ shared_entry_codec::decode_status shared_entry_codec::decode(std::string_view ke
             }
             aud.push_back(s.get<std::string>());
         }
-        id->audience = std::move(aud);
+        who.audience = std::move(aud);
     }
+    id->who = std::make_shared<const principal>(std::move(who));
     out.id = std::move(id);
     return decode_status::ok;
 }

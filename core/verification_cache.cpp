@@ -18,6 +18,7 @@
 #include <limits>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace clerk::core {
@@ -202,8 +203,55 @@ struct verification_cache::shard {
     lru<negative_entry> negative;
 };
 
+// The principals of cached identities, one copy each. The set holds a reference to each; one
+// that nothing else references any more (use_count 1, checked under the mutex: a new reference
+// can only be taken through the set) is dropped by the next purge, which runs when the set has
+// doubled since the last one (amortized O(1) per insertion).
+struct verification_cache::principal_pool {
+    struct by_value_hash {
+        std::size_t operator()(const std::shared_ptr<const principal>& p) const noexcept {
+            return principal_hash{}(*p);
+        }
+    };
+    struct by_value_equal {
+        bool operator()(const std::shared_ptr<const principal>& a,
+                        const std::shared_ptr<const principal>& b) const noexcept {
+            return a == b || *a == *b;
+        }
+    };
+    mutable std::mutex mu;
+    std::unordered_set<std::shared_ptr<const principal>, by_value_hash, by_value_equal> set;
+    std::size_t purge_at = 64;
+
+    void purge_unused() {
+        std::erase_if(set, [](const auto& p) { return p.use_count() == 1; });
+        purge_at = std::max<std::size_t>(64, 2 * set.size());
+    }
+};
+
+std::shared_ptr<const identity> verification_cache::share_principal(
+    std::shared_ptr<const identity> id) {
+    principal_pool& pool = *principals_;
+    std::lock_guard lock(pool.mu);
+    if (pool.set.size() >= pool.purge_at) {
+        pool.purge_unused();
+    }
+    const auto [it, inserted] = pool.set.insert(id->who);
+    if (inserted || *it == id->who) {
+        return id;
+    }
+    auto shared = std::make_shared<identity>(*id);
+    shared->who = *it;
+    return shared;
+}
+
+std::size_t verification_cache::principal_count() const {
+    std::lock_guard lock(principals_->mu);
+    return principals_->set.size();
+}
+
 verification_cache::verification_cache(cache_options opts, const clock& clk)
-    : opts_(opts), clock_(clk) {
+    : opts_(opts), clock_(clk), principals_(std::make_unique<principal_pool>()) {
     if (opts_.max_negative_entries == 0) {
         opts_.max_negative_entries = std::max<std::size_t>(1024, opts_.max_entries / 4);
     }
@@ -281,6 +329,7 @@ void verification_cache::put_positive(const token_digest& key, std::shared_ptr<c
         std::min(saturating_add(saturating_add(now, opts_.ttl.count()),
                                 std::max<long long>(0, opts_.stale_if_error.count())),
                  expires);
+    id = share_principal(std::move(id));
     shard& s = shard_for(key);
     std::lock_guard lock(s.mu);
     s.negative.erase(key);  // a fresh verification supersedes an old rejection
@@ -327,6 +376,9 @@ void verification_cache::clear() {
         shards_[i].positive.clear();
         shards_[i].negative.clear();
     }
+    std::lock_guard lock(principals_->mu);
+    principals_->set.clear();
+    principals_->purge_at = 64;
 }
 
 }  // namespace clerk::core

@@ -95,14 +95,22 @@ public:
 
     std::size_t size() const;  ///< positive entries
     std::size_t negative_size() const;
+    /// Distinct principals the pool holds (entries that share one count once; tests).
+    std::size_t principal_count() const;
     void clear();
 
 private:
     struct shard;
+    struct principal_pool;
     shard& shard_for(const token_digest& key) const;
+    /// `id` with its principal replaced by an equal one already cached, so that N tokens of
+    /// one machine hold one copy of its subject, scopes and claims (a copy of `id` when that
+    /// changes anything; `id` itself otherwise).
+    std::shared_ptr<const identity> share_principal(std::shared_ptr<const identity> id);
     cache_options opts_;
     const clock& clock_;
     std::unique_ptr<shard[]> shards_;
+    std::unique_ptr<principal_pool> principals_;
 };
 
 }  // namespace clerk::core

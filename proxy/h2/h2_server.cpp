@@ -396,7 +396,7 @@ private:
             r.bytes = bytes;
             r.token_type = auth.token_type;
             if (auth.id) {
-                r.subject = auth.id->subject;
+                r.subject = auth.id->who->subject;
                 r.token_id = auth.id->token_id;
             }
             r.cache = auth.cache;

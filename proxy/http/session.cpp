@@ -432,7 +432,7 @@ private:
         r.bytes = ex.bytes;
         r.token_type = ex.token_type;
         if (ex.id) {
-            r.subject = ex.id->subject;
+            r.subject = ex.id->who->subject;
             r.token_id = ex.id->token_id;
         }
         r.cache = ex.cache;

@@ -43,11 +43,12 @@ TEST_CASE("200 with a live token is valid and yields the identity", "[clerk_resp
     CHECK(o.id->type == clerk::core::token_type::m2m_token);
     CHECK(o.id->format == clerk::core::token_format::opaque);
     CHECK(o.id->token_id == "mt_f7f0ba8c3b4843ce7d85fcdd5e71853e");
-    CHECK(o.id->subject == "mch_2xhFjEI5X2qWRvtV13BzSj8H6Dk");
-    CHECK(o.id->scopes.size() == 2);
-    CHECK(o.id->scopes[1] == "mch_2yGkLpQ7Y3rXSwtU24CzTk9I7Em");
-    CHECK(o.id->claims["important_metadata"] == "Some useful data");
-    CHECK(o.id->claims_compact == R"({"important_metadata":"Some useful data","\u00fc":"\u00e9"})");
+    CHECK(o.id->who->subject == "mch_2xhFjEI5X2qWRvtV13BzSj8H6Dk");
+    CHECK(o.id->who->scopes.size() == 2);
+    CHECK(o.id->who->scopes[1] == "mch_2yGkLpQ7Y3rXSwtU24CzTk9I7Em");
+    CHECK(o.id->who->claims["important_metadata"] == "Some useful data");
+    CHECK(o.id->who->claims_compact ==
+          R"({"important_metadata":"Some useful data","\u00fc":"\u00e9"})");
     REQUIRE(o.id->expires_at_ms);
     CHECK(*o.id->expires_at_ms == 1716886800000);
 }
@@ -57,9 +58,9 @@ TEST_CASE("200: optional fields default", "[clerk_response]") {
         R"({"object":"machine_to_machine_token","id":"mt_1","subject":"mch_1"})";
     auto o = map_verify_response(200, "", minimal, now);
     REQUIRE(o.kind == clerk_outcome_kind::valid);
-    CHECK(o.id->scopes.empty());
-    CHECK(o.id->claims.is_null());
-    CHECK(o.id->claims_compact.empty());
+    CHECK(o.id->who->scopes.empty());
+    CHECK(o.id->who->claims.is_null());
+    CHECK(o.id->who->claims_compact.empty());
     CHECK_FALSE(o.id->expires_at_ms);
 
     auto nulls = map_verify_response(

@@ -1,4 +1,5 @@
 #include "core/header_rules.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -7,6 +8,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+using clerk::testing::edit;
 
 namespace {
 
@@ -38,10 +41,10 @@ bool values_are_safe(const headers& hs) {
 
 identity machine_identity() {
     identity id;
-    id.subject = "mch_2xyz";
+    edit(id).subject = "mch_2xyz";
     id.token_id = "mt_abc";
-    id.scopes = {"mch_admin", "mch_billing"};
-    id.claims = nlohmann::json{{"tenant", "acme"}, {"level", 3}};
+    edit(id).scopes = {"mch_admin", "mch_billing"};
+    edit(id).claims = nlohmann::json{{"tenant", "acme"}, {"level", 3}};
     return id;
 }
 
@@ -159,7 +162,7 @@ TEST_CASE("identity_headers for a non-machine subject", "[header_rules]") {
     const header_rules rules(identity_header_names{});
     identity id;
     id.type = clerk::core::token_type::oauth_token;
-    id.subject = "user_123";
+    edit(id).subject = "user_123";
     id.token_id = "oat_1";
     const auto hs = rules.identity_headers(id);
     CHECK(find_header(hs, "X-Clerk-Subject") == "user_123");
@@ -173,14 +176,14 @@ TEST_CASE("claims header only for a non-empty object", "[header_rules]") {
     const header_rules rules(identity_header_names{});
     identity id = machine_identity();
     for (const auto* text : {"{}", "null", "[1,2]", "\"str\"", "42"}) {
-        id.claims = nlohmann::json::parse(text);
+        edit(id).claims = nlohmann::json::parse(text);
         CAPTURE(text);
         CHECK_FALSE(find_header(rules.identity_headers(id), "X-Clerk-Claims"));
     }
-    id.claims = nlohmann::json{{"k", "v"}};
-    id.claims_compact = R"({"k":"v"})";
+    edit(id).claims = nlohmann::json{{"k", "v"}};
+    edit(id).claims_compact = R"({"k":"v"})";
     CHECK(find_header(rules.identity_headers(id), "X-Clerk-Claims") == R"({"k":"v"})");
-    id.claims_compact = "";  // not precomputed: rendered on the spot
+    edit(id).claims_compact = "";  // not precomputed: rendered on the spot
     CHECK(find_header(rules.identity_headers(id), "X-Clerk-Claims") == R"({"k":"v"})");
 }
 
@@ -189,11 +192,12 @@ TEST_CASE("identity_headers never emit CR, LF or NUL", "[header_rules]") {
     names.claims_to_headers = {{"evil", "X-Evil-Claim"}, {"nested", "X-Nested"}};
     const header_rules rules(names);
     identity id;
-    id.subject = "mch_1\r\nX-Evil: 1";
+    edit(id).subject = "mch_1\r\nX-Evil: 1";
     id.token_id = std::string("mt_\0x", 5);
-    id.scopes = {"a\nb", "ok", "x,mch_admin", "\r\n"};
-    id.claims = {{"evil", "v\r\nX-Evil: 1"}, {"nested", {{"s", "line1\nline2"}}}};
-    id.claims_compact = "{\"evil\":\"v\r\nX-Evil: 1\"}";  // a tampered rendering is not trusted
+    edit(id).scopes = {"a\nb", "ok", "x,mch_admin", "\r\n"};
+    edit(id).claims = {{"evil", "v\r\nX-Evil: 1"}, {"nested", {{"s", "line1\nline2"}}}};
+    edit(id).claims_compact =
+        "{\"evil\":\"v\r\nX-Evil: 1\"}";  // a tampered rendering is not trusted
     const auto hs = rules.identity_headers(id);
     CHECK(values_are_safe(hs));
     CHECK(find_header(hs, "X-Clerk-Subject") == "mch_1X-Evil: 1");
@@ -212,7 +216,7 @@ TEST_CASE("claims_to_headers: absent claims add nothing, non-ASCII is escaped", 
         {"missing", "X-Missing"}, {"nul", "X-Null"}, {"obj", "X-Obj"}, {"flag", "X-Flag"}};
     const header_rules rules(names);
     identity id = machine_identity();
-    id.claims = {{"nul", nullptr}, {"obj", {{"city", "Z\xc3\xbcrich"}}}, {"flag", true}};
+    edit(id).claims = {{"nul", nullptr}, {"obj", {{"city", "Z\xc3\xbcrich"}}}, {"flag", true}};
     const auto hs = rules.identity_headers(id);
     CHECK_FALSE(find_header(hs, "X-Missing"));
     CHECK_FALSE(find_header(hs, "X-Null"));

@@ -1,9 +1,12 @@
 #include "core/identity.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <string_view>
+
+using clerk::testing::edit;
 
 namespace {
 
@@ -79,12 +82,12 @@ TEST_CASE("compact_ascii_json refuses absurd nesting instead of recursing", "[id
 
 TEST_CASE("identity::is_machine looks at the mch_ prefix only", "[identity]") {
     clerk::core::identity id;
-    id.subject = "mch_2abc";
-    CHECK(id.is_machine());
-    id.subject = "user_2abc";
-    CHECK_FALSE(id.is_machine());
-    id.subject = "xmch_2abc";
-    CHECK_FALSE(id.is_machine());
-    id.subject = "";
-    CHECK_FALSE(id.is_machine());
+    edit(id).subject = "mch_2abc";
+    CHECK(id.who->is_machine());
+    edit(id).subject = "user_2abc";
+    CHECK_FALSE(id.who->is_machine());
+    edit(id).subject = "xmch_2abc";
+    CHECK_FALSE(id.who->is_machine());
+    edit(id).subject = "";
+    CHECK_FALSE(id.who->is_machine());
 }

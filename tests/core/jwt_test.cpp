@@ -236,10 +236,10 @@ TEST_CASE("verify_m2m_jwt: identity mapping", "[jwt]") {
         CHECK(id.type == token_type::m2m_token);
         CHECK(id.format == token_format::jwt);
         CHECK(id.token_id == "mt_2xyz");
-        CHECK(id.subject == "mch_2abc");
-        CHECK(id.scopes == std::vector<std::string>{"mch_2def", "mch_2ghi"});
-        CHECK(id.claims == json{{"custom", "hello"}});
-        CHECK(id.claims_compact == R"({"custom":"hello"})");
+        CHECK(id.who->subject == "mch_2abc");
+        CHECK(id.who->scopes == std::vector<std::string>{"mch_2def", "mch_2ghi"});
+        CHECK(id.who->claims == json{{"custom", "hello"}});
+        CHECK(id.who->claims_compact == R"({"custom":"hello"})");
         REQUIRE(id.expires_at_ms);
         CHECK(*id.expires_at_ms == (now_s + 3600) * 1000);
     }
@@ -248,36 +248,36 @@ TEST_CASE("verify_m2m_jwt: identity mapping", "[jwt]") {
             mint(header(), with(without(claims(), "scopes"), "aud", {"mch_x", "mch_y"})),
             table_keys(), now, skew);
         REQUIRE(r.ok);
-        CHECK(r.id->scopes == std::vector<std::string>{"mch_x", "mch_y"});
+        CHECK(r.id->who->scopes == std::vector<std::string>{"mch_x", "mch_y"});
     }
     SECTION("scopes fall back to aud (string)") {
         const auto r =
             verify_m2m_jwt(mint(header(), with(without(claims(), "scopes"), "aud", "mch_x")),
                            table_keys(), now, skew);
         REQUIRE(r.ok);
-        CHECK(r.id->scopes == std::vector<std::string>{"mch_x"});
+        CHECK(r.id->who->scopes == std::vector<std::string>{"mch_x"});
     }
     SECTION("no scopes and no aud: [], no jti: \"\", nothing left: claims null") {
         const auto r = verify_m2m_jwt(mint(header(), json{{"sub", "mch_1"}, {"exp", now_s + 60}}),
                                       table_keys(), now, skew);
         REQUIRE(r.ok);
-        CHECK(r.id->scopes.empty());
+        CHECK(r.id->who->scopes.empty());
         CHECK(r.id->token_id.empty());
-        CHECK(r.id->claims.is_null());
-        CHECK(r.id->claims_compact.empty());
+        CHECK(r.id->who->claims.is_null());
+        CHECK(r.id->who->claims_compact.empty());
     }
     SECTION("scopes: repeated spaces give no empty items; azp and custom claims are kept") {
         const auto p = with(with(with(claims(), "scopes", " a  b "), "azp", "x"), "n", {{"k", 1}});
         const auto r = verify_m2m_jwt(mint(header(), p), table_keys(), now, skew);
         REQUIRE(r.ok);
-        CHECK(r.id->scopes == std::vector<std::string>{"a", "b"});
-        CHECK(r.id->claims_compact == R"({"azp":"x","n":{"k":1}})");
+        CHECK(r.id->who->scopes == std::vector<std::string>{"a", "b"});
+        CHECK(r.id->who->claims_compact == R"({"azp":"x","n":{"k":1}})");
     }
     SECTION("non-ASCII claims are rendered header-safe") {
         const auto r = verify_m2m_jwt(mint(header(), with(claims(), "who", "caf\xc3\xa9")),
                                       table_keys(), now, skew);
         REQUIRE(r.ok);
-        CHECK(r.id->claims_compact == R"({"who":"caf\u00e9"})");
+        CHECK(r.id->who->claims_compact == R"({"who":"caf\u00e9"})");
     }
 }
 
@@ -291,7 +291,7 @@ TEST_CASE("verify_m2m_jwt: aud shapes and recipient scoping", "[jwt][audience]")
     SECTION("an array naming us passes; naming only another machine fails") {
         const auto ok = verify_aud({"mch_other", "mch_us"});
         REQUIRE(ok.ok);
-        CHECK(*ok.id->audience == std::vector<std::string>{"mch_other", "mch_us"});
+        CHECK(*ok.id->who->audience == std::vector<std::string>{"mch_other", "mch_us"});
         CHECK(audience_allows(*ok.id, us));
         const auto other = verify_aud({"mch_other"});
         REQUIRE(other.ok);
@@ -309,8 +309,8 @@ TEST_CASE("verify_m2m_jwt: aud shapes and recipient scoping", "[jwt][audience]")
              {verify_m2m_jwt(mint(header(), without(claims(), "aud")), table_keys(), now, skew),
               verify_aud(nullptr), verify_aud(json::array())}) {
             REQUIRE(r.ok);
-            REQUIRE(r.id->audience);
-            CHECK(r.id->audience->empty());
+            REQUIRE(r.id->who->audience);
+            CHECK(r.id->who->audience->empty());
             CHECK_FALSE(audience_allows(*r.id, us));
             CHECK(audience_allows(*r.id, {}));  // not configured: not checked
         }

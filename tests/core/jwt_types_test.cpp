@@ -109,23 +109,23 @@ TEST_CASE("verify_jwt (OAuth): mapping of the SDK's IdPOAuthAccessToken", "[jwt]
     const auto& id = *r.id;
     CHECK(id.type == token_type::oauth_token);
     CHECK(id.format == token_format::jwt);
-    CHECK(id.subject == "user_2abc");
+    CHECK(id.who->subject == "user_2abc");
     CHECK(id.token_id == "oat_1");
-    CHECK(id.scopes == strings{"read", "write"});
-    CHECK(*id.audience == strings{"mch_us"});
-    CHECK_FALSE(id.authorized_party);
-    CHECK(id.claims_compact == R"({"client_id":"client_1"})");
+    CHECK(id.who->scopes == strings{"read", "write"});
+    CHECK(*id.who->audience == strings{"mch_us"});
+    CHECK_FALSE(id.who->authorized_party);
+    CHECK(id.who->claims_compact == R"({"client_id":"client_1"})");
     CHECK(*id.expires_at_ms == (now_s + 3600) * 1000);
 
     SECTION("typ application/at+jwt is the same") {
         CHECK(oauth(with(oauth_header(), "typ", "application/at+jwt"), oauth_claims()).ok);
     }
     SECTION("scopes: scp as a string, else scope split on spaces, else []") {
-        CHECK(oauth(oauth_header(), with(oauth_claims(), "scp", "a b")).id->scopes ==
+        CHECK(oauth(oauth_header(), with(oauth_claims(), "scp", "a b")).id->who->scopes ==
               strings{"a", "b"});
         CHECK(oauth(oauth_header(), with(without(oauth_claims(), "scp"), "scope", " x  y"))
-                  .id->scopes == strings{"x", "y"});
-        CHECK(oauth(oauth_header(), without(oauth_claims(), "scp")).id->scopes.empty());
+                  .id->who->scopes == strings{"x", "y"});
+        CHECK(oauth(oauth_header(), without(oauth_claims(), "scp")).id->who->scopes.empty());
         CHECK(oauth(oauth_header(), with(oauth_claims(), "scp", 3)).reason == reason::malformed);
         CHECK(oauth(oauth_header(), with(oauth_claims(), "scp", {"a", 1})).reason ==
               reason::malformed);
@@ -177,15 +177,15 @@ TEST_CASE("verify_jwt (session): claims version 2", "[jwt][session]") {
     const auto& id = *r.id;
     CHECK(id.type == token_type::session_token);
     CHECK(id.format == token_format::jwt);
-    CHECK(id.subject == "user_2abc");
+    CHECK(id.who->subject == "user_2abc");
     CHECK(id.token_id == "sess_1");
-    CHECK(id.org_id == "org_9");
-    CHECK(id.scopes.empty());
-    CHECK_FALSE(id.audience);  // sessions are not scoped by auth.audience
-    REQUIRE(id.authorized_party);
-    CHECK(*id.authorized_party == "https://app.example.com");
+    CHECK(id.who->org_id == "org_9");
+    CHECK(id.who->scopes.empty());
+    CHECK_FALSE(id.who->audience);  // sessions are not scoped by auth.audience
+    REQUIRE(id.who->authorized_party);
+    CHECK(*id.who->authorized_party == "https://app.example.com");
     // Session bookkeeping dropped; the organization's role and slug stay for the upstream.
-    CHECK(id.claims_compact == R"({"o":{"id":"org_9","rol":"admin","slg":"acme"}})");
+    CHECK(id.who->claims_compact == R"({"o":{"id":"org_9","rol":"admin","slg":"acme"}})");
     CHECK(*id.expires_at_ms == (now_s + 60) * 1000);
     CHECK(clerk::core::audience_allows(id, {"mch_us"}));
 
@@ -193,9 +193,9 @@ TEST_CASE("verify_jwt (session): claims version 2", "[jwt][session]") {
         const auto plain =
             session(session_header(), without(without(session_claims(), "o"), "azp"));
         REQUIRE(plain.ok);
-        CHECK(plain.id->org_id.empty());
-        CHECK(*plain.id->authorized_party == "");
-        CHECK(plain.id->claims.is_null());
+        CHECK(plain.id->who->org_id.empty());
+        CHECK(*plain.id->who->authorized_party == "");
+        CHECK(plain.id->who->claims.is_null());
     }
     SECTION("cat absent and typ absent are accepted") {
         CHECK(session(without(without(session_header(), "cat"), "typ"), session_claims()).ok);
@@ -203,7 +203,7 @@ TEST_CASE("verify_jwt (session): claims version 2", "[jwt][session]") {
     SECTION("custom session claims are kept") {
         const auto c = session(session_header(), with(session_claims(), "role", "ops"));
         REQUIRE(c.ok);
-        CHECK(c.id->claims["role"] == "ops");
+        CHECK(c.id->who->claims["role"] == "ops");
     }
 }
 
@@ -214,13 +214,13 @@ TEST_CASE("verify_jwt (session): claims version 1 organization", "[jwt][session]
     v1["org_slug"] = "acme";
     const auto r = session(session_header(), v1);
     REQUIRE(r.ok);
-    CHECK(r.id->org_id == "org_7");
-    CHECK(r.id->claims["org_role"] == "org:member");
+    CHECK(r.id->who->org_id == "org_7");
+    CHECK(r.id->who->claims["org_role"] == "org:member");
     // Version 2 reads only `o`; a stray org_id is not the active organization.
     const auto v2 =
         session(session_header(), with(without(session_claims(), "o"), "org_id", "org_x"));
     REQUIRE(v2.ok);
-    CHECK(v2.id->org_id.empty());
+    CHECK(v2.id->who->org_id.empty());
 }
 
 TEST_CASE("verify_jwt (session): refusals", "[jwt][session]") {

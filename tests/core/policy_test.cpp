@@ -1,10 +1,13 @@
 #include "core/policy.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <string_view>
 #include <vector>
+
+using clerk::testing::edit;
 
 using clerk::core::identity;
 using clerk::core::make_route;
@@ -48,8 +51,8 @@ TEST_CASE("policy_allows", "[policy]") {
             r.require_scopes = c.require_scopes;
             r.allow_subjects = c.allow_subjects;
             identity id;
-            id.subject = c.subject;
-            id.scopes = c.scopes;
+            edit(id).subject = c.subject;
+            edit(id).scopes = c.scopes;
             CHECK(policy_allows(&r, id) == c.allowed);
         }
     }

@@ -1,10 +1,13 @@
 #include "core/request_decision.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <string_view>
 #include <vector>
+
+using clerk::testing::edit;
 
 using clerk::core::auth_mode;
 using clerk::core::classify_and_accept;
@@ -278,8 +281,8 @@ TEST_CASE("post_authenticate applies the route policy", "[decision]") {
     for (const auto& c : cases) {
         SECTION(std::string(c.name)) {
             identity id;
-            id.subject = c.subject;
-            id.scopes = c.scopes;
+            edit(id).subject = c.subject;
+            edit(id).scopes = c.scopes;
             const auto d = post_authenticate(c.matched, id);
             CHECK(d.kind == c.kind);
             CHECK(d.reason == c.reason);

@@ -1,10 +1,13 @@
 #include "core/shared_entry.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <openssl/sha.h>
 
 #include <string>
+
+using clerk::testing::edit;
 
 using clerk::core::identity;
 using clerk::core::shared_entry_codec;
@@ -16,11 +19,11 @@ constexpr long long now = 1'800'000'000'000;
 
 identity sample() {
     identity id;
-    id.subject = "mch_caller";
+    edit(id).subject = "mch_caller";
     id.token_id = "mt_123";
-    id.scopes = {"mch_a", "mch_b"};
-    id.claims = nlohmann::json{{"tenant", "t1"}};
-    id.claims_compact = R"({"tenant":"t1"})";
+    edit(id).scopes = {"mch_a", "mch_b"};
+    edit(id).claims = nlohmann::json{{"tenant", "t1"}};
+    edit(id).claims_compact = R"({"tenant":"t1"})";
     id.expires_at_ms = now + 3'600'000;
     return id;
 }
@@ -63,13 +66,13 @@ TEST_CASE("shared entries: round trip, and only authentic unexpired values decod
         shared_entry_codec::entry e;
         REQUIRE(c.decode(key, v, now, e) == status::ok);
         REQUIRE(e.id);
-        CHECK(e.id->subject == id.subject);
+        CHECK(e.id->who->subject == id.who->subject);
         CHECK(e.id->token_id == id.token_id);
-        CHECK(e.id->scopes == id.scopes);
-        CHECK(e.id->claims == id.claims);
-        CHECK(e.id->claims_compact == id.claims_compact);
+        CHECK(e.id->who->scopes == id.who->scopes);
+        CHECK(e.id->who->claims == id.who->claims);
+        CHECK(e.id->who->claims_compact == id.who->claims_compact);
         CHECK(e.id->expires_at_ms == id.expires_at_ms);
-        CHECK_FALSE(e.id->audience);
+        CHECK_FALSE(e.id->who->audience);
         CHECK(e.until_ms == now + 60'000);
         CHECK(c.decode(key, v, now + 60'000, e) == status::expired);
     }

@@ -1,4 +1,5 @@
 #include "core/verification_cache.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include "fakes/fake_clock.hpp"
 
@@ -26,6 +27,7 @@ using clerk::core::identity;
 using clerk::core::token_digest;
 using clerk::core::token_hasher;
 using clerk::core::verification_cache;
+using clerk::testing::edit;
 using clerk::testing::fake_clock;
 
 long long now_ms(const fake_clock& c) {
@@ -36,7 +38,7 @@ long long now_ms(const fake_clock& c) {
 std::shared_ptr<const identity> make_id(std::string subject,
                                         std::optional<long long> expires_at_ms = std::nullopt) {
     auto id = std::make_shared<identity>();
-    id->subject = std::move(subject);
+    edit(*id).subject = std::move(subject);
     id->expires_at_ms = expires_at_ms;
     return id;
 }
@@ -113,7 +115,7 @@ TEST_CASE("cache: hit, miss and ttl expiry", "[cache]") {
     cache.put_positive(key(1), make_id("mch_1"));
     auto r = cache.lookup(key(1));
     REQUIRE(r.result == cache_result::hit);
-    CHECK(r.id->subject == "mch_1");
+    CHECK(r.id->who->subject == "mch_1");
     CHECK(cache.lookup(key(2)).result == cache_result::miss);
     CHECK(cache.size() == 1);
 
@@ -193,7 +195,7 @@ TEST_CASE("cache: stale window", "[cache]") {
     CHECK(cache.lookup(key(1)).result == cache_result::miss);  // lookup never returns stale
     auto r = cache.lookup_stale(key(1));
     REQUIRE(r.result == cache_result::stale);
-    CHECK(r.id->subject == "mch_1");
+    CHECK(r.id->who->subject == "mch_1");
     CHECK(cache.lookup_stale(key(2)).result == cache_result::stale);
 
     clk.advance(3s);  // token 2 expired: never served, not even stale
@@ -235,7 +237,7 @@ TEST_CASE("cache: exact LRU order within one shard", "[cache]") {
     CHECK(cache.size() == 3);
     cache.put_positive(key(3), make_id("mch_new"));  // re-insert replaces, no growth
     CHECK(cache.size() == 3);
-    CHECK(cache.lookup(key(3)).id->subject == "mch_new");
+    CHECK(cache.lookup(key(3)).id->who->subject == "mch_new");
 }
 
 TEST_CASE("cache: a flood of negative entries never evicts positive ones", "[cache]") {
@@ -268,6 +270,64 @@ TEST_CASE("cache: clear empties both LRUs", "[cache]") {
     CHECK(cache.size() == 0);
     CHECK(cache.negative_size() == 0);
     CHECK(cache.lookup(key(1)).result == cache_result::miss);
+}
+
+TEST_CASE("cache: tokens of one principal share one copy of it", "[cache]") {
+    fake_clock clk;
+    verification_cache cache(cache_options{}, clk);
+    // Two tokens of one machine: equal principals built separately (as two verifications do).
+    auto first = make_id("mch_one");
+    auto second = make_id("mch_one");
+    REQUIRE(first->who != second->who);
+    cache.put_positive(key(1), first);
+    cache.put_positive(key(2), second);
+    const auto a = cache.lookup(key(1));
+    const auto b = cache.lookup(key(2));
+    REQUIRE(a.result == cache_result::hit);
+    REQUIRE(b.result == cache_result::hit);
+    CHECK(a.id->who == b.id->who);  // one copy
+    CHECK(a.id->who->subject == "mch_one");
+    CHECK(cache.principal_count() == 1);
+
+    // What is the token's own stays the token's own.
+    auto third = std::make_shared<identity>(*make_id("mch_one", now_ms(clk) + 60'000));
+    third->token_id = "mt_third";
+    cache.put_positive(key(3), third);
+    const auto c = cache.lookup(key(3));
+    REQUIRE(c.result == cache_result::hit);
+    CHECK(c.id->who == a.id->who);
+    CHECK(c.id->token_id == "mt_third");
+    CHECK(c.id->expires_at_ms == now_ms(clk) + 60'000);
+
+    // A principal that differs in anything is its own.
+    auto other = std::make_shared<identity>(*make_id("mch_one"));
+    edit(*other).scopes = {"mch_extra"};
+    cache.put_positive(key(4), other);
+    const auto d = cache.lookup(key(4));
+    REQUIRE(d.result == cache_result::hit);
+    CHECK(d.id->who != a.id->who);
+    CHECK(d.id->who->scopes == std::vector<std::string>{"mch_extra"});
+    CHECK(a.id->who->scopes.empty());
+    CHECK(cache.principal_count() == 2);
+}
+
+TEST_CASE("cache: principals no entry uses any more are dropped", "[cache]") {
+    fake_clock clk;
+    verification_cache cache(small(10, 1), clk);
+    for (int i = 0; i < 1000; ++i) {
+        cache.put_positive(key(i), make_id("mch_" + std::to_string(i)));
+    }
+    CHECK(cache.size() == 10);
+    // At most the live ones plus what accumulates until the next purge (64 at this size).
+    CHECK(cache.principal_count() <= 64);
+    // The ten cached ones are all still there, each with its own principal.
+    for (int i = 990; i < 1000; ++i) {
+        const auto r = cache.lookup(key(i));
+        REQUIRE(r.result == cache_result::hit);
+        CHECK(r.id->who->subject == "mch_" + std::to_string(i));
+    }
+    cache.clear();
+    CHECK(cache.principal_count() == 0);
 }
 
 TEST_CASE("cache: concurrent lookups and puts on overlapping keys", "[cache][concurrency]") {
@@ -303,7 +363,8 @@ TEST_CASE("cache: concurrent lookups and puts on overlapping keys", "[cache][con
                         break;
                     default: {
                         const auto r = cache.lookup(k);
-                        if (r.result == cache_result::hit && (!r.id || r.id->subject != "mch_x")) {
+                        if (r.result == cache_result::hit &&
+                            (!r.id || r.id->who->subject != "mch_x")) {
                             ++bad;
                         }
                     }
@@ -345,7 +406,7 @@ TEST_CASE("cache: LRU against a reference model (random puts, lookups, rejection
             const auto r = cache.lookup(key(k));
             REQUIRE((r.result == cache_result::hit) == in_model);
             if (in_model) {
-                REQUIRE(r.id->subject == "mch_" + std::to_string(k));
+                REQUIRE(r.id->who->subject == "mch_" + std::to_string(k));
                 model_remove(k);
                 model.push_front(k);
             }

@@ -101,20 +101,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         check(body_is_live_m2m_token(body, now_ms), "valid only for a live m2m token object");
         const clerk::core::identity& id = *o.id;
-        check(!id.subject.empty() && !id.token_id.empty(), "identity has subject and id");
+        check(!id.who->subject.empty() && !id.token_id.empty(), "identity has subject and id");
         check(id.type == clerk::core::token_type::m2m_token, "identity is an m2m token");
         check(!id.expires_at_ms || *id.expires_at_ms > now_ms, "a valid token is not expired");
-        for (const auto& s : id.scopes) {
+        for (const auto& s : id.who->scopes) {
             check(s.find(',') == std::string::npos, "no comma in a scope");
         }
-        for (const char c : id.claims_compact) {
+        for (const char c : id.who->claims_compact) {
             const auto u = static_cast<unsigned char>(c);
             check(u >= 0x20 && u < 0x7f, "claims_compact is printable ASCII");
         }
         const auto parsed = clerk::core::parse_m2m_token(body);
-        check(
-            parsed.has_value() && parsed->subject == id.subject && parsed->token_id == id.token_id,
-            "parse_m2m_token agrees with map_verify_response");
+        check(parsed.has_value() && parsed->who->subject == id.who->subject &&
+                  parsed->token_id == id.token_id,
+              "parse_m2m_token agrees with map_verify_response");
     }
     // The other opaque types' bodies (api_key, oauth_token): the same status rules, and an
     // identity only from a 200 whose object is that type's.
@@ -129,8 +129,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(!o.id->expires_at_ms || *o.id->expires_at_ms > now_ms,
                   "a valid token is not expired");
             const auto parsed = clerk::core::parse_verified_token(body, type);
-            check(parsed && parsed->subject == o.id->subject, "parse agrees with the mapping");
-            check(type == clerk::core::token_type::oauth_token || !o.id->audience,
+            check(parsed && parsed->who->subject == o.id->who->subject,
+                  "parse agrees with the mapping");
+            check(type == clerk::core::token_type::oauth_token || !o.id->who->audience,
                   "only OAuth tokens carry an audience");
         }
     }

@@ -7,6 +7,7 @@
 // extracted token; post_authenticate never allows a missing scope or a subject not listed.
 #include "core/path_normalizer.hpp"
 #include "core/request_decision.hpp"
+#include "fakes/principal_edit.hpp"
 #include "fuzz/fuzz_util.hpp"
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+using clerk::testing::edit;
 
 namespace {
 
@@ -115,11 +118,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     // After a (pretend) verification with a fuzzed identity: the route policy.
     core::identity id;
-    id.subject = std::string(part(2));
+    edit(id).subject = std::string(part(2));
     std::string_view scopes = part(3);
     while (!scopes.empty()) {
         const auto sp = scopes.find(' ');
-        id.scopes.emplace_back(scopes.substr(0, sp));
+        edit(id).scopes.emplace_back(scopes.substr(0, sp));
         scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
     }
     for (const core::route* r : {pre.matched, &table()[1], &table()[2]}) {
@@ -132,9 +135,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         bool scopes_ok = true;
         for (const auto& need : r->require_scopes) {
-            scopes_ok = scopes_ok && has(id.scopes, need);
+            scopes_ok = scopes_ok && has(id.who->scopes, need);
         }
-        const bool subject_ok = r->allow_subjects.empty() || has(r->allow_subjects, id.subject);
+        const bool subject_ok =
+            r->allow_subjects.empty() || has(r->allow_subjects, id.who->subject);
         check(post.allowed() == (scopes_ok && subject_ok), "allowed iff scopes and subject pass");
         if (!post.allowed()) {
             check(post.reason == (scopes_ok ? "subject_not_allowed" : "missing_scope"),

@@ -8,6 +8,7 @@
 // LF or NUL; compact_ascii_json is ASCII without control characters.
 #include "core/header_rules.hpp"
 #include "core/identity.hpp"
+#include "fakes/principal_edit.hpp"
 #include "fuzz/fuzz_util.hpp"
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+using clerk::testing::edit;
 
 namespace {
 
@@ -110,27 +113,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // 1. The identity, with fuzzed fields (the verifier bounds these; header_rules must not rely
     //    on it).
     core::identity id;
-    id.subject = std::string(part(0));
+    edit(id).subject = std::string(part(0));
     id.token_id = std::string(part(1));
     std::string_view scopes = part(2);
     while (!scopes.empty()) {
         const auto sp = scopes.find(' ');
-        id.scopes.emplace_back(scopes.substr(0, sp));
+        edit(id).scopes.emplace_back(scopes.substr(0, sp));
         scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
     }
     id.type = static_cast<core::token_type>(size % 4);
-    id.claims = nlohmann::json::parse(part(3), nullptr, /*allow_exceptions=*/false);
-    if (id.claims.is_discarded()) {
-        id.claims = nullptr;
+    edit(id).claims = nlohmann::json::parse(part(3), nullptr, /*allow_exceptions=*/false);
+    if (id.who->claims.is_discarded()) {
+        edit(id).claims = nullptr;
     }
     // Sometimes a precomputed rendering, sometimes a bogus one: both must come out header-safe.
     if (size % 3 == 0) {
-        id.claims_compact = core::compact_ascii_json(id.claims);
-        check_ascii_json(id.claims_compact);
+        edit(id).claims_compact = core::compact_ascii_json(id.who->claims);
+        check_ascii_json(id.who->claims_compact);
     } else if (size % 3 == 1) {
-        id.claims_compact = std::string(part(0));
+        edit(id).claims_compact = std::string(part(0));
     }
-    check_ascii_json(core::compact_ascii_json(id.claims));
+    check_ascii_json(core::compact_ascii_json(id.who->claims));
 
     for (const auto& [name, value] : rules().identity_headers(id)) {
         check(reference_identity(name), "an injected header is an identity header");

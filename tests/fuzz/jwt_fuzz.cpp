@@ -85,16 +85,17 @@ void signed_path(std::string_view rest) {
     require(r.ok == r.reason.empty());
     if (r.ok) {
         const auto& id = *r.id;
-        require(id.subject.rfind("mch_", 0) == 0);
+        require(id.who->subject.rfind("mch_", 0) == 0);
         require(id.expires_at_ms.has_value() && *id.expires_at_ms > (now_s - 5) * 1000);
-        require(id.claims.is_null() ? id.claims_compact.empty() : id.claims.is_object());
-        require(header_safe(id.claims_compact));
+        require(id.who->claims.is_null() ? id.who->claims_compact.empty()
+                                         : id.who->claims.is_object());
+        require(header_safe(id.who->claims_compact));
         for (const auto& key : {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scopes"}) {
-            require(id.claims.is_null() || !id.claims.contains(key));
+            require(id.who->claims.is_null() || !id.who->claims.contains(key));
         }
         // Recipient scoping: `audience` is exactly the signed `aud` (string or array of strings,
         // [] when absent or null), and the overlap rule holds for a configured audience.
-        require(id.audience.has_value());
+        require(id.who->audience.has_value());
         const auto payload = nlohmann::json::parse(rest.substr(nl + 1), nullptr, false);
         require(payload.is_object());
         std::vector<std::string> expected;
@@ -109,7 +110,7 @@ void signed_path(std::string_view rest) {
                 }
             }
         }
-        require(*id.audience == expected);
+        require(*id.who->audience == expected);
         require(clerk::core::audience_allows(id, {}));
         // Overlap with the configured list as a whole: the fuzzer does find "mch_none" (from the
         // comparison below) and puts it into `aud` (CI, 2026-12-02: crash with 2,000 entries).
@@ -136,14 +137,15 @@ void signed_path(std::string_view rest) {
         }
         const auto& id = *k.id;
         require(id.type == kind);
-        require(!id.subject.empty());
+        require(!id.who->subject.empty());
         require(id.expires_at_ms.has_value() && *id.expires_at_ms > (now_s - 5) * 1000);
-        require(id.claims.is_null() ? id.claims_compact.empty() : id.claims.is_object());
-        require(header_safe(id.claims_compact));
-        require(id.claims.is_null() || !id.claims.contains("sub"));
+        require(id.who->claims.is_null() ? id.who->claims_compact.empty()
+                                         : id.who->claims.is_object());
+        require(header_safe(id.who->claims_compact));
+        require(id.who->claims.is_null() || !id.who->claims.contains("sub"));
         const bool session = kind == clerk::core::token_type::session_token;
-        require(id.audience.has_value() != session);
-        require(id.authorized_party.has_value() == session);
+        require(id.who->audience.has_value() != session);
+        require(id.who->authorized_party.has_value() == session);
         require(!r.ok);  // one header cannot pass as two kinds
         std::string forged = token;
         char& c = forged[forged.size() - 2];

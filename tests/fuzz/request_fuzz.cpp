@@ -157,16 +157,18 @@ fake_outcome fake_authenticate(std::string_view token, const core::token_class& 
     auto id = std::make_shared<core::identity>();
     id->type = cls.type;
     id->format = cls.format;
-    id->subject = contains(token, "ops") ? "mch_ops" : "mch_svc";
     id->token_id = "mt_fuzz";
+    core::principal who;
+    who.subject = contains(token, "ops") ? "mch_ops" : "mch_svc";
     if (contains(token, "admin")) {
-        id->scopes.emplace_back("mch_admin");
+        who.scopes.emplace_back("mch_admin");
     }
     if (contains(token, "write")) {
-        id->scopes.emplace_back("mch_write");
+        who.scopes.emplace_back("mch_write");
     }
-    id->claims = {{"tenant", "t1"}};
-    id->claims_compact = core::compact_ascii_json(id->claims);
+    who.claims = {{"tenant", "t1"}};
+    who.claims_compact = core::compact_ascii_json(who.claims);
+    id->who = std::make_shared<const core::principal>(std::move(who));
     return {{}, std::move(id)};
 }
 
@@ -352,9 +354,9 @@ bool serve_one(wire& w, const options& opt) {
     const bool subject_ok =
         rule == nullptr || rule->allow_subjects.empty() ||
         (id != nullptr && std::find(rule->allow_subjects.begin(), rule->allow_subjects.end(),
-                                    id->subject) != rule->allow_subjects.end());
+                                    id->who->subject) != rule->allow_subjects.end());
     const bool policy_ok = id != nullptr && subject_ok &&
-                           (rule == nullptr || has_all(id->scopes, rule->require_scopes));
+                           (rule == nullptr || has_all(id->who->scopes, rule->require_scopes));
     check(d.allowed() == (open_rule || policy_ok),
           "forwarded iff auth: none, or a verified identity that passes the route policy");
     if (!d.allowed()) {
@@ -429,7 +431,7 @@ void check_forward_auth(const http::request<http::buffer_body, proxy::header_fie
     for (const auto* name : {&names.subject, &names.token_id, &names.token_type, &names.scopes}) {
         check(res.count(*name) == 1, "every identity header exactly once");
     }
-    check(res[names.subject] == (id != nullptr ? std::string_view(id->subject) : ""),
+    check(res[names.subject] == (id != nullptr ? std::string_view(id->who->subject) : ""),
           "the subject is the verified one or empty");
 }
 

@@ -44,8 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto again = codec.encode_positive(key, *e.id, e.until_ms);
         core::shared_entry_codec::entry e2;
         check(codec.decode(key, again, now, e2) == core::shared_entry_codec::decode_status::ok &&
-                  e2.id && e2.id->subject == e.id->subject && e2.id->token_id == e.id->token_id &&
-                  e2.id->scopes == e.id->scopes,
+                  e2.id && e2.id->who->subject == e.id->who->subject &&
+                  e2.id->token_id == e.id->token_id && e2.id->who->scopes == e.id->who->scopes,
               "a positive entry round-trips");
     } else {
         check(!e.negative_reason.empty(), "a negative entry has a reason");

@@ -151,7 +151,7 @@ TEST_CASE("valid opaque token: one Clerk call, then cache hits", "[clerk_authent
     auto r = f.check("mt_secret");
     REQUIRE(r.decision.allowed());
     REQUIRE(r.id);
-    CHECK(r.id->subject == "mch_a");
+    CHECK(r.id->who->subject == "mch_a");
     CHECK(r.id->token_id == "mt_1");
     CHECK(r.cache == core::cache_result::miss);
     for (int i = 0; i < 50; ++i) {
@@ -435,7 +435,7 @@ TEST_CASE("API keys and opaque OAuth tokens: their endpoint, body field and the 
             "ak_secret", core::token_class{core::token_type::api_key, core::token_format::opaque});
         REQUIRE(r.decision.allowed());
         CHECK(r.id->type == core::token_type::api_key);
-        CHECK(r.id->subject == "user_1");
+        CHECK(r.id->who->subject == "user_1");
         REQUIRE(f.clerk->requests.size() == 1);
         CHECK(f.clerk->requests[0].path == "/api_keys/verify");
         CHECK(f.clerk->requests[0].bearer == "sk_instance");  // never the machine key

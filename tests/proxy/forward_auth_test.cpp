@@ -1,4 +1,5 @@
 #include "proxy/http/forward_auth.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -6,6 +7,8 @@
 
 #include <string>
 #include <string_view>
+
+using clerk::testing::edit;
 
 namespace http = boost::beast::http;
 using clerk::proxy::append_check_allowed;
@@ -106,9 +109,9 @@ TEST_CASE("forward-auth: the positive answer carries the identity and nothing el
           "[forward_auth]") {
     const clerk::core::header_rules rules{clerk::core::identity_header_names{}};
     clerk::core::identity id;
-    id.subject = "mch_abc";
+    edit(id).subject = "mch_abc";
     id.token_id = "mt_123";
-    id.scopes = {"read", "write"};
+    edit(id).scopes = {"read", "write"};
     std::string scratch;
 
     SECTION("HTTP/1.1 kept alive, with an identity") {
@@ -150,7 +153,7 @@ TEST_CASE("forward-auth: the positive answer carries the identity and nothing el
         const clerk::core::header_rules with_claims{names};
         clerk::core::identity user;
         user.type = clerk::core::token_type::session_token;
-        user.subject = "user_1";
+        edit(user).subject = "user_1";
         std::string out;
         append_check_allowed(out, 11, true, "rid4", with_claims, &user, scratch);
         const auto res = parse_response(out);

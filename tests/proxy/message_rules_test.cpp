@@ -1,10 +1,13 @@
 #include "proxy/http/message_rules.hpp"
+#include "fakes/principal_edit.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <string_view>
 #include <vector>
+
+using clerk::testing::edit;
 
 namespace http = boost::beast::http;
 using clerk::core::decision_kind;
@@ -174,9 +177,9 @@ TEST_CASE("request rewrite: verified identity is injected, Host follows preserve
           "[message_rules]") {
     clerk::core::header_rules rules{clerk::core::identity_header_names{}};
     clerk::core::identity id;
-    id.subject = "mch_1";
+    edit(id).subject = "mch_1";
     id.token_id = "mt_1";
-    id.scopes = {"a", "b"};
+    edit(id).scopes = {"a", "b"};
     const auto in = make_fields({{"Host", "client.example"},
                                  {"Authorization", "Bearer mt_x"},
                                  {"X-Clerk-Subject", "mch_spoofed"}});

@@ -49,12 +49,14 @@ public:
     virtual void close_idle() {}
 };
 
-/// The production clerk_api over TCP or TLS (OpenSSL). TLS: the system CA store plus
-/// clerk.ca_file, peer verification, host-name verification and SNI. Keeps up to
-/// `max_idle` kept-alive connections; a pooled connection that turns out closed before any
-/// response byte is retried once on a fresh connection (invisible to the caller).
-/// An unusable clerk.ca_file is logged and makes every call fail (fail closed, 503).
-/// Lifetime: destroy before the execution context behind `exec`.
+/// The production clerk_api over TCP or TLS (OpenSSL), connecting through the proxy's one
+/// outbound connector (upstream_pool): the system CA store plus clerk.ca_file, peer
+/// verification, host-name verification and SNI, resolve and connect within the call's
+/// deadline. Keeps up to `max_idle` kept-alive connections; a pooled connection that turns out
+/// closed before any response byte is retried once on a fresh connection (invisible to the
+/// caller). An unusable clerk.ca_file is logged and makes every call fail (fail closed, 503).
+/// Its sockets live on the event loop of `exec`, where each exchange runs. Lifetime: destroy
+/// before the execution context behind `exec`.
 std::shared_ptr<clerk_api> make_clerk_client(net::any_io_executor exec,
                                              const config::clerk_config& cfg,
                                              std::size_t max_idle = 8);

@@ -365,7 +365,8 @@ private:
 std::shared_ptr<redis_client> redis_client::create(net::any_io_executor exec,
                                                    const config::shared_cache_config& cfg,
                                                    std::string& error) {
-    auto connector = upstream_pool::create(exec, connector_settings(cfg), error);
+    auto connector =
+        upstream_pool::create(exec, connector_settings(cfg), error, "cache.shared.ca_file");
     if (!connector) {
         return nullptr;
     }

@@ -77,7 +77,8 @@ std::shared_ptr<ssl::context> make_server_tls_context(const config::tls_config& 
 }
 
 std::shared_ptr<ssl::context> make_upstream_tls_context(const config::upstream_config& cfg,
-                                                        std::string& error) {
+                                                        std::string& error,
+                                                        std::string_view ca_key) {
     auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
     boost::system::error_code ec;
     ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -92,7 +93,7 @@ std::shared_ptr<ssl::context> make_upstream_tls_context(const config::upstream_c
     if (!cfg.ca_file.empty()) {
         ctx->load_verify_file(cfg.ca_file, ec);
         if (ec) {
-            error = "upstream.ca_file " + cfg.ca_file + ": " + ec.message();
+            error = std::string(ca_key) + " " + cfg.ca_file + ": " + ec.message();
             return nullptr;
         }
     }

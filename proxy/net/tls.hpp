@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace boost::asio::ssl {
 class context;
@@ -23,10 +24,12 @@ std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const config:
 /// The protocol ALPN selected on an established TLS connection ("" when none).
 std::string_view alpn_selected(const void* ssl_handle);
 
-/// TLS 1.2+ client context for the upstream: system trust store plus upstream.ca_file, peer
-/// verification unless tls_verify is false. Host-name verification and SNI are per connection
-/// (upstream_pool). nullptr and `error` set on failure.
+/// TLS 1.2+ client context for an outbound connection (the upstream, Clerk, Redis): system trust
+/// store plus `cfg.ca_file`, peer verification unless tls_verify is false, ALPN h2 for
+/// protocol h2. Host-name verification and SNI are per connection (upstream_pool). nullptr and
+/// `error` set on failure; `ca_key` names the CA file's config key in the message.
 std::shared_ptr<boost::asio::ssl::context> make_upstream_tls_context(
-    const config::upstream_config& cfg, std::string& error);
+    const config::upstream_config& cfg, std::string& error,
+    std::string_view ca_key = "upstream.ca_file");
 
 }  // namespace clerk::proxy

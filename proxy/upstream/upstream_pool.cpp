@@ -48,10 +48,10 @@ bool looks_alive(any_stream& s) {
 
 std::shared_ptr<upstream_pool> upstream_pool::create(net::any_io_executor exec,
                                                      const config::upstream_config& cfg,
-                                                     std::string& error) {
+                                                     std::string& error, std::string_view ca_key) {
     std::shared_ptr<net::ssl::context> tls;
     if (cfg.scheme == config::upstream_scheme::https) {
-        tls = make_upstream_tls_context(cfg, error);
+        tls = make_upstream_tls_context(cfg, error, ca_key);
         if (!tls) {
             return nullptr;
         }
@@ -100,9 +100,13 @@ bool upstream_pool::take_idle(connection& out, bool can_retry) {
 }
 
 task<error_code> upstream_pool::connect(connection& out) {
+    co_return co_await connect_until(out, std::chrono::steady_clock::now() + cfg_.connect_timeout);
+}
+
+task<error_code> upstream_pool::connect_until(connection& out,
+                                              std::chrono::steady_clock::time_point deadline) {
     using namespace net::experimental::awaitable_operators;
     out = {};
-    const auto deadline = std::chrono::steady_clock::now() + cfg_.connect_timeout;
 
     if (cfg_.scheme == config::upstream_scheme::unix_socket) {
         auto s = std::make_unique<any_stream>(std::in_place_type<any_stream::unix_stream>,

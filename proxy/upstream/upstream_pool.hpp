@@ -1,6 +1,7 @@
 #pragma once
-// Keep-alive connections to the upstream (docs/reference.md §3 "upstream"): http, https (peer and
-// host-name verification, SNI) and unix: sockets.
+// The proxy's one outbound connector and keep-alive pool (docs/reference.md §3 "upstream"): http,
+// https (peer and host-name verification, SNI) and unix: sockets. The upstream, Clerk's API
+// (proxy/auth/clerk_client.cpp) and Redis (proxy/auth/redis_client.cpp) all connect through it.
 #include "config/config.hpp"
 #include "proxy/net/net.hpp"
 
@@ -11,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace boost::asio::ssl {
 class context;
@@ -27,10 +29,12 @@ class any_stream;  // proxy/net/any_stream.hpp
 /// shared by runtime snapshots whose upstream settings are equal.
 class upstream_pool {
 public:
-    /// nullptr and `error` set when the TLS context cannot be built (bad upstream.ca_file).
+    /// nullptr and `error` set when the TLS context cannot be built (a bad CA file; `ca_key`
+    /// names its config key in the message).
     static std::shared_ptr<upstream_pool> create(net::any_io_executor exec,
                                                  const config::upstream_config& cfg,
-                                                 std::string& error);
+                                                 std::string& error,
+                                                 std::string_view ca_key = "upstream.ca_file");
     upstream_pool(net::any_io_executor exec, const config::upstream_config& cfg,
                   std::shared_ptr<boost::asio::ssl::context> tls);
     ~upstream_pool();
@@ -54,8 +58,12 @@ public:
     /// `out` set), or false. Then connect() makes a new one.
     bool take_idle(connection& out, bool can_retry = false);
 
-    /// acquire()'s second step: a new connection (resolve, connect, TLS handshake).
+    /// acquire()'s second step: a new connection (resolve, connect, TLS handshake) within
+    /// upstream.connect_timeout.
     task<boost::system::error_code> connect(connection& out);
+    /// The same by `deadline` (a caller with its own budget: the Clerk client).
+    task<boost::system::error_code> connect_until(connection& out,
+                                                  std::chrono::steady_clock::time_point deadline);
 
     /// Returns a connection whose last exchange completed cleanly and may be reused. Beyond
     /// max_idle_connections the oldest idle connection is closed.

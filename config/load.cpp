@@ -152,20 +152,7 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
              // docs/reference.md §3 is "version 1": accept the marker, refuse any other version.
              (void)r_.integer(n, k, 1, 1);
          }},
-        {"mode",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             auto v = r_.string(n, k);
-             if (!v) {
-                 return;
-             }
-             if (*v == "proxy") {
-                 cfg.mode = proxy_mode::proxy;
-             } else if (*v == "forward_auth") {
-                 cfg.mode = proxy_mode::forward_auth;
-             } else {
-                 r_.error(n, k, "expected proxy or forward_auth, got \"" + *v + "\"");
-             }
-         }},
+        {"mode", [this, &cfg](const YAML::Node& n, const std::string& k) { mode(n, k, cfg.mode); }},
         {"listen", to_listen(cfg.listen)},
         {"tls", [this, &cfg](const YAML::Node& n, const std::string& k) { tls(n, k, cfg.tls); }},
         {"upstream",
@@ -174,114 +161,36 @@ bool loader::top_level(const YAML::Node& root, config& cfg) {
          [this, &cfg](const YAML::Node& n, const std::string& k) { clerk(n, k, cfg.clerk); }},
         {"auth", [this, &cfg](const YAML::Node& n, const std::string& k) { auth(n, k, cfg.auth); }},
         {"cache",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             const field f[] = {
-                 {"max_entries", to_integer(cfg.cache.max_entries, 1, 1'000'000'000)},
-                 {"ttl", to_duration(cfg.cache.ttl, true)},
-                 {"negative_ttl", to_duration(cfg.cache.negative_ttl, true)},
-                 {"stale_if_error", to_duration(cfg.cache.stale_if_error, true)},
-                 {"max_miss_rate", to_integer(cfg.cache.max_miss_rate, 0, 1'000'000)},
-                 {"shared",
-                  [this, &cfg](const YAML::Node& sn, const std::string& sk) {
-                      shared_cache(sn, sk, cfg.cache.shared);
-                  }},
-             };
-             r_.visit(n, k, f);
-         }},
+         [this, &cfg](const YAML::Node& n, const std::string& k) { cache(n, k, cfg.cache); }},
         {"headers",
          [this, &cfg](const YAML::Node& n, const std::string& k) { headers(n, k, cfg.headers); }},
         {"routes",
          [this, &cfg](const YAML::Node& n, const std::string& k) { routes(n, k, cfg.routes); }},
         {"admin",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             const field f[] = {
-                 {"listen",
-                  [this, &cfg](const YAML::Node& v, const std::string& key) {
-                      auto text = r_.string(v, key);
-                      if (!text) {
-                          return;
-                      }
-                      if (text->empty()) {
-                          cfg.admin.listen.reset();  // "" disables the admin listener
-                          return;
-                      }
-                      std::string problem;
-                      if (auto addr = parse_listen_address(*text, problem)) {
-                          cfg.admin.listen = std::move(*addr);
-                      } else {
-                          r_.error(v, key, problem);
-                      }
-                  }},
-             };
-             r_.visit(n, k, f);
-         }},
+         [this, &cfg](const YAML::Node& n, const std::string& k) { admin(n, k, cfg.admin); }},
         {"limits",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             limits_config& l = cfg.limits;
-             const field f[] = {
-                 {"max_header_bytes", to_integer(l.max_header_bytes, 1024, 16u << 20)},
-                 {"max_body_bytes", to_integer(l.max_body_bytes, 0, UINT64_MAX)},
-                 {"header_timeout", to_duration(l.header_timeout, false)},
-                 {"idle_timeout", to_duration(l.idle_timeout, false)},
-                 {"max_connections", to_integer(l.max_connections, 1, 10'000'000)},
-                 {"max_concurrent_streams", to_integer(l.max_concurrent_streams, 1, 1'000'000)},
-                 {"min_body_rate", to_integer(l.min_body_rate, 0, 1'000'000'000)},
-                 {"tunnel_idle_timeout", to_duration(l.tunnel_idle_timeout, false)},
-                 {"tunnel_max_lifetime", to_duration(l.tunnel_max_lifetime, true)},
-             };
-             r_.visit(n, k, f);
-         }},
+         [this, &cfg](const YAML::Node& n, const std::string& k) { limits(n, k, cfg.limits); }},
         {"shutdown",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             const field f[] = {{"drain_timeout", to_duration(cfg.shutdown.drain_timeout, true)}};
-             r_.visit(n, k, f);
-         }},
-        {"log",
-         [this, &cfg](const YAML::Node& n, const std::string& k) {
-             const field f[] = {
-                 {"level",
-                  [this, &cfg](const YAML::Node& v, const std::string& key) {
-                      static constexpr std::pair<std::string_view, log_level> levels[] = {
-                          {"trace", log_level::trace},
-                          {"debug", log_level::debug},
-                          {"info", log_level::info},
-                          {"warn", log_level::warn},
-                          {"error", log_level::error}};
-                      auto text = r_.string(v, key);
-                      if (!text) {
-                          return;
-                      }
-                      for (const auto& [name, level] : levels) {
-                          if (*text == name) {
-                              cfg.log.level = level;
-                              return;
-                          }
-                      }
-                      r_.error(v, key,
-                               "expected trace, debug, info, warn or error, got \"" + *text + "\"");
-                  }},
-                 {"format",
-                  [this, &cfg](const YAML::Node& v, const std::string& key) {
-                      auto text = r_.string(v, key);
-                      if (!text) {
-                          return;
-                      }
-                      if (*text == "json") {
-                          cfg.log.format = log_format::json;
-                      } else if (*text == "text") {
-                          cfg.log.format = log_format::text;
-                      } else {
-                          r_.error(v, key, "expected json or text, got \"" + *text + "\"");
-                      }
-                  }},
-                 {"access_log", to_bool(cfg.log.access_log)},
-             };
-             r_.visit(n, k, f);
-         }},
+         [this, &cfg](const YAML::Node& n, const std::string& k) { shutdown(n, k, cfg.shutdown); }},
+        {"log", [this, &cfg](const YAML::Node& n, const std::string& k) { log(n, k, cfg.log); }},
         {"threads", to_integer(cfg.threads, 0, 1024)},
         {"http2", to_bool(cfg.http2)},
     };
     return r_.visit(root, "", fields);
+}
+
+void loader::mode(const YAML::Node& n, const std::string& key, proxy_mode& out) {
+    auto text = r_.string(n, key);
+    if (!text) {
+        return;
+    }
+    if (*text == "proxy") {
+        out = proxy_mode::proxy;
+    } else if (*text == "forward_auth") {
+        out = proxy_mode::forward_auth;
+    } else {
+        r_.error(n, key, "expected proxy or forward_auth, got \"" + *text + "\"");
+    }
 }
 
 void loader::tls(const YAML::Node& n, const std::string& key, tls_config& out) {
@@ -403,108 +312,6 @@ void loader::jwt_key(const YAML::Node& n, const std::string& key, std::string& o
         return;
     }
     out = std::move(*text);
-}
-
-void loader::cross_checks(config& cfg) {
-    // tls: both files or neither.
-    const bool cert = !cfg.tls.cert_file.empty() || r_.failed("tls.cert_file");
-    const bool key = !cfg.tls.key_file.empty() || r_.failed("tls.key_file");
-    if (cert && !key) {
-        r_.error(r_.line_for("tls", root_line_), "tls.key_file", "required with tls.cert_file");
-    } else if (key && !cert) {
-        r_.error(r_.line_for("tls", root_line_), "tls.cert_file", "required with tls.key_file");
-    }
-
-    if (cfg.mode == proxy_mode::proxy && cfg.upstream.url.empty() && !r_.failed("upstream.url")) {
-        r_.error(r_.line_for("upstream.url", r_.line_for("upstream", root_line_)), "upstream.url",
-                 "required in proxy mode");
-    }
-    if (const int at = r_.line_for("upstream", -1);
-        cfg.mode == proxy_mode::forward_auth && at != -1) {
-        // A gateway sends the traffic on; an upstream here would be silently ignored.
-        r_.error(at, "upstream",
-                 "not allowed in forward_auth mode (the gateway forwards the request; remove "
-                 "the upstream section or use mode: proxy)");
-    }
-    // h2 is negotiated by ALPN inside TLS; h2c is HTTP/2 in the clear (TCP or unix socket).
-    if (const int at = r_.line_for("upstream.protocol", -1); at != -1) {
-        if (cfg.upstream.protocol == upstream_protocol::h2 &&
-            cfg.upstream.scheme != upstream_scheme::https && !r_.failed("upstream.url")) {
-            r_.error(at, "upstream.protocol",
-                     "h2 needs an https:// upstream.url (use h2c for http://)");
-        } else if (cfg.upstream.protocol == upstream_protocol::h2c &&
-                   cfg.upstream.scheme == upstream_scheme::https) {
-            r_.error(at, "upstream.protocol",
-                     "h2c is cleartext: use h2 with an https:// upstream.url");
-        }
-    }
-    if (cfg.upstream.scheme == upstream_scheme::https && !cfg.upstream.tls_verify) {
-        cfg.warnings.push_back(
-            "upstream.tls_verify is false: the upstream's certificate is not verified");
-    }
-
-    if (cfg.clerk.machine_secret_key.empty() && cfg.clerk.secret_key.empty() &&
-        !r_.failed("clerk.machine_secret_key") && !r_.failed("clerk.secret_key")) {
-        r_.error(r_.line_for("clerk", root_line_), "clerk.machine_secret_key",
-                 "one of clerk.machine_secret_key or clerk.secret_key must be set");
-    }
-    // API keys and opaque OAuth tokens are verified with the instance secret key only, and
-    // session and OAuth JWTs need its JWKS (docs/reference.md §12).
-    const auto& accepts = cfg.auth.accepts;
-    if ((accepts.any || accepts.accepts(core::token_type::api_key) ||
-         accepts.accepts(core::token_type::oauth_token)) &&
-        cfg.clerk.secret_key.empty() && !r_.failed("clerk.secret_key") &&
-        !r_.failed("auth.accepts_token")) {
-        r_.error(r_.line_for("clerk", root_line_), "clerk.secret_key",
-                 "required when auth.accepts_token includes api_key, oauth_token or any (Clerk "
-                 "verifies them with the instance secret key)");
-    }
-    const bool jwt_keys = !cfg.clerk.jwt_key.empty() || !cfg.clerk.secret_key.empty();
-    if (!accepts.any && accepts.accepts(core::token_type::session_token) && !jwt_keys &&
-        !r_.failed("clerk.secret_key") && !r_.failed("clerk.jwt_key") &&
-        !r_.failed("auth.accepts_token")) {
-        r_.error(r_.line_for("clerk", root_line_), "clerk.jwt_key",
-                 "clerk.jwt_key or clerk.secret_key is required when auth.accepts_token includes "
-                 "session_token (session tokens are verified with the instance's signing key)");
-    }
-    if (!cfg.clerk.api_url_is_https && !is_loopback_host(cfg.clerk.api_host)) {
-        cfg.warnings.push_back("clerk.api_url uses http:// to non-loopback host \"" +
-                               cfg.clerk.api_host +
-                               "\": tokens and keys would cross the network unencrypted");
-    }
-
-    // Recipient scoping (docs/reference.md §12): a JWT is verified locally, so nobody checks that
-    // it was minted for this service unless auth.audience says who this service is.
-    if (cfg.auth.accepts.accepts(core::token_type::m2m_token) && jwt_keys &&
-        cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
-        cfg.warnings.push_back(
-            "auth.audience is not set: any machine of the Clerk instance can call this service "
-            "with an M2M JWT, scoped to it or not; set auth.audience to this service's machine "
-            "id, e.g. audience: [\"${CLERK_MACHINE_ID}\"]");
-    }
-    // OAuth access tokens in JWT format are verified locally too: their `aud` is the only
-    // recipient check, and only when auth.audience is set.
-    if (cfg.auth.accepts.accepts(core::token_type::oauth_token) && jwt_keys &&
-        cfg.auth.audience.empty() && !r_.failed("auth.audience")) {
-        cfg.warnings.push_back(
-            "auth.audience is not set: an OAuth access token in JWT format issued for any "
-            "audience of the Clerk instance is accepted; set auth.audience to this service's "
-            "identifier(s)");
-    }
-    if (cfg.auth.accepts.accepts(core::token_type::session_token) &&
-        cfg.auth.authorized_parties.empty() && !r_.failed("auth.authorized_parties")) {
-        cfg.warnings.push_back(
-            "auth.authorized_parties is not set: a session token issued to any origin of the "
-            "Clerk instance (its azp claim) is accepted; list this service's front-end origins, "
-            "e.g. authorized_parties: [\"https://app.example.com\"]");
-    }
-
-    if (cfg.admin.listen && cfg.admin.listen->port != 0 &&
-        cfg.admin.listen->port == cfg.listen.port && cfg.admin.listen->host == cfg.listen.host) {
-        r_.error(r_.line_for("admin.listen", root_line_), "admin.listen",
-                 "must differ from listen (the admin endpoints never share the main listener)");
-    }
-    header_name_checks(cfg.headers);
 }
 
 }  // namespace clerk::config

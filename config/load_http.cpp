@@ -1,4 +1,5 @@
-// The request-facing sections of the schema: auth, headers and routes (see loader.hpp).
+// The request-facing sections of the schema: auth and headers (routes: load_routes.cpp; see
+// loader.hpp).
 #include "config/loader.hpp"
 
 #include "config/values.hpp"
@@ -6,14 +7,12 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 namespace clerk::config {
 
 namespace {
 
 using core::to_lower;
-using core::to_upper;
 
 /// Header names that may not be used as identity headers: stripping them from every request
 /// (docs/reference.md §5) would break framing, routing or authentication.
@@ -242,132 +241,6 @@ void loader::header_name_checks(const core::identity_header_names& names) {
             }
         }
     }
-}
-
-void loader::routes(const YAML::Node& n, const std::string& key, std::vector<core::route>& out) {
-    if (n.IsNull()) {
-        return;
-    }
-    if (!n.IsSequence()) {
-        r_.error(n, key, "expected a list of route rules, got " + std::string(node_kind(n)));
-        return;
-    }
-    std::size_t index = 0;
-    for (const YAML::Node& item : n) {
-        route(item, key + "[" + std::to_string(index) + "]", out);
-        ++index;
-    }
-}
-
-void loader::route(const YAML::Node& n, const std::string& key, std::vector<core::route>& out) {
-    const int line = r_.line_of(n);
-    if (!n.IsMap()) {
-        r_.error(line, key, "expected a mapping with path, methods, auth, ...");
-        return;
-    }
-    std::optional<std::string> path;
-    std::vector<std::string> methods;
-    core::auth_mode mode = core::auth_mode::required;
-    std::vector<std::string> scopes;
-    std::vector<std::string> subjects;
-    bool has_scopes = false;
-    bool has_subjects = false;
-
-    // Non-empty strings without whitespace (scopes and subject ids never contain any).
-    const auto word_list = [this](std::vector<std::string>& target, bool& present,
-                                  std::string_view what) {
-        return [this, &target, &present, what](const YAML::Node& v, const std::string& k) {
-            auto items = r_.string_list(v, k);
-            if (!items) {
-                return;
-            }
-            for (const list_item& item : *items) {
-                if (item.value.empty() || has_control_char(item.value) ||
-                    item.value.find(' ') != std::string::npos) {
-                    r_.error(item.line, k,
-                             "\"" + item.value + "\" is not a valid " + std::string(what));
-                    return;
-                }
-                target.push_back(item.value);
-            }
-            present = !target.empty();
-        };
-    };
-    const field fields[] = {
-        {"path",
-         [&](const YAML::Node& v, const std::string& k) {
-             auto text = r_.string(v, k);
-             if (!text) {
-                 return;
-             }
-             if (auto problem = route_path_problem(*text); !problem.empty()) {
-                 r_.error(v, k, "\"" + *text + "\": " + problem);
-                 return;
-             }
-             path = std::move(*text);
-         }},
-        {"methods",
-         [&](const YAML::Node& v, const std::string& k) {
-             auto items = r_.string_list(v, k);
-             if (!items) {
-                 return;
-             }
-             if (items->empty()) {
-                 r_.error(v, k, "must list at least one method (omit it to match all methods)");
-                 return;
-             }
-             for (const list_item& item : *items) {
-                 if (!is_http_token(item.value)) {
-                     r_.error(item.line, k, "\"" + item.value + "\" is not a valid HTTP method");
-                     continue;
-                 }
-                 std::string m = to_upper(item.value);
-                 if (std::find(methods.begin(), methods.end(), m) == methods.end()) {
-                     methods.push_back(std::move(m));
-                 }
-             }
-         }},
-        {"auth",
-         [&](const YAML::Node& v, const std::string& k) {
-             auto text = r_.string(v, k);
-             if (!text) {
-                 return;
-             }
-             if (*text == "none") {
-                 mode = core::auth_mode::none;
-             } else if (*text == "required") {
-                 mode = core::auth_mode::required;
-             } else {
-                 r_.error(v, k, "expected none or required, got \"" + *text + "\"");
-             }
-         }},
-        {"require_scopes", word_list(scopes, has_scopes, "scope")},
-        {"allow_subjects", word_list(subjects, has_subjects, "subject")},
-    };
-    r_.visit(n, key, fields);
-
-    const std::string path_key = key + ".path";
-    if (!path) {
-        if (!r_.failed(path_key)) {
-            r_.error(line, path_key, "required");
-        }
-        return;
-    }
-    if (mode == core::auth_mode::none && (has_scopes || has_subjects)) {
-        // A policy on an unauthenticated route can never be enforced: refuse the contradiction
-        // instead of silently dropping the policy.
-        const std::string policy_key = key + (has_scopes ? ".require_scopes" : ".allow_subjects");
-        r_.error(r_.line_for(policy_key, line), policy_key,
-                 "not allowed with auth: none (there is no token to check)");
-        return;
-    }
-    core::route r = core::make_route(std::move(*path));
-    r.methods = std::move(methods);
-    r.auth = mode;
-    r.require_scopes = std::move(scopes);
-    r.allow_subjects = std::move(subjects);
-    r.line = line;
-    out.push_back(std::move(r));
 }
 
 }  // namespace clerk::config

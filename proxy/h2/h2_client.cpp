@@ -58,19 +58,13 @@ client_connection::~client_connection() {
 }
 
 bool client_connection::start(const loop_executor& ex) {
-    nghttp2_session_callbacks* cbs = nullptr;
-    nghttp2_session_callbacks_new(&cbs);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    nghttp2_option* opt = nullptr;
-    nghttp2_option_new(&opt);
-    nghttp2_option_set_no_auto_window_update(opt, 1);
-    const int rv = nghttp2_session_client_new2(&ng_, cbs, this, opt);
-    nghttp2_option_del(opt);
-    nghttp2_session_callbacks_del(cbs);
-    if (rv != 0) {
+    session_callbacks cb;
+    cb.on_header = on_header;
+    cb.on_frame_recv = on_frame_recv;
+    cb.on_data_chunk = on_data_chunk;
+    cb.on_stream_close = on_stream_close;
+    ng_ = new_session(session_role::client, cb, this);
+    if (ng_ == nullptr) {
         return false;
     }
     nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, nullptr, 0);

@@ -23,6 +23,47 @@ namespace clerk::proxy::h2 {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+/// What a session reports to; on_begin_headers is optional (the client has none).
+struct session_callbacks {
+    nghttp2_on_begin_headers_callback on_begin_headers = nullptr;
+    nghttp2_on_header_callback on_header = nullptr;
+    nghttp2_on_frame_recv_callback on_frame_recv = nullptr;
+    nghttp2_on_data_chunk_recv_callback on_data_chunk = nullptr;
+    nghttp2_on_stream_close_callback on_stream_close = nullptr;
+};
+
+enum class session_role { client, server };
+
+/// A new nghttp2 session (the server's or the client's) reporting to `user`. Flow-control credit
+/// is returned by hand (nghttp2_session_consume, when a body pipe's bytes are taken), never
+/// automatically, so that a slow reader holds its peer back instead of filling the proxy's
+/// memory. nullptr when nghttp2 cannot create it.
+inline nghttp2_session* new_session(session_role role, const session_callbacks& cb, void* user) {
+    nghttp2_session_callbacks* cbs = nullptr;
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        return nullptr;
+    }
+    if (cb.on_begin_headers != nullptr) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb.on_begin_headers);
+    }
+    nghttp2_session_callbacks_set_on_header_callback(cbs, cb.on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb.on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb.on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb.on_stream_close);
+    nghttp2_option* opt = nullptr;
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        return nullptr;
+    }
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_session* ng = nullptr;
+    const int rv = role == session_role::server ? nghttp2_session_server_new2(&ng, cbs, user, opt)
+                                                : nghttp2_session_client_new2(&ng, cbs, user, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    return rv == 0 ? ng : nullptr;
+}
+
 /// One direction of a stream's body. The producer appends; the consumer takes bytes and the
 /// `on_consumed` hook returns the credit to the producer's flow control (a WINDOW_UPDATE, or a
 /// wake-up of a coroutine waiting for room). Bounded by the producer: it waits while pending()

@@ -29,25 +29,16 @@ server_frames::~server_frames() {
 }
 
 bool server_frames::start() {
-    nghttp2_session_callbacks* cbs = nullptr;
-    if (nghttp2_session_callbacks_new(&cbs) != 0) {
-        return false;
-    }
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    nghttp2_option* opt = nullptr;
-    nghttp2_option_new(&opt);
     // Credit is returned by hand (on_data_chunk, req.on_consumed), so that a slow upstream holds
     // its client back instead of filling the proxy's memory.
-    nghttp2_option_set_no_auto_window_update(opt, 1);
-    const int rv = nghttp2_session_server_new2(&ng_, cbs, this, opt);
-    nghttp2_option_del(opt);
-    nghttp2_session_callbacks_del(cbs);
-    if (rv != 0) {
-        ng_ = nullptr;
+    session_callbacks cb;
+    cb.on_begin_headers = on_begin_headers;
+    cb.on_header = on_header;
+    cb.on_frame_recv = on_frame_recv;
+    cb.on_data_chunk = on_data_chunk;
+    cb.on_stream_close = on_stream_close;
+    ng_ = new_session(session_role::server, cb, this);
+    if (ng_ == nullptr) {
         return false;
     }
     const nghttp2_settings_entry iv[] = {

@@ -1,4 +1,9 @@
+// One HTTP/1.1 connection's life (session_detail.hpp): TLS handshake, HTTP/2 detection, the
+// request loop, reading a head, authorizing, closing. What the proxy answers itself and the
+// per-request record are in session_answers.cpp.
 #include "proxy/http/session.hpp"
+
+#include "proxy/http/session_detail.hpp"
 
 #include "core/grpc_status.hpp"
 #include "core/problem.hpp"
@@ -26,11 +31,7 @@
 #include <vector>
 
 namespace clerk::proxy {
-namespace {
-
-using boost::system::error_code;
-using clock = std::chrono::steady_clock;
-using tcp = net::ip::tcp;
+namespace session_detail {
 
 any_stream make_stream(tcp::socket socket, const session_env& env) {
     if (env.tls) {
@@ -39,430 +40,282 @@ any_stream make_stream(tcp::socket socket, const session_env& env) {
     return any_stream(std::in_place_type<any_stream::tcp_stream>, std::move(socket));
 }
 
-class session {
-public:
-    session(tcp::socket socket, const session_env& env)
-        : env_(env), stream_(make_stream(std::move(socket), env)) {
-        error_code ec;
-        const auto ep = lowest().socket().remote_endpoint(ec);
-        if (!ec) {
-            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; upstreams expect a.b.c.d.
-            const auto addr = ep.address();
-            peer_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
-                           ? net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).to_string()
-                           : addr.to_string();
-        }
-    }
-
-    task<void> run() {
-        accepted_ = clock::now();
-        // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
-        // initializer that contains a co_await (they can be destroyed twice).
-        const auto loop = co_await net::this_coro::executor;
-        connection_registry::entry e;
-        e.strand = loop;
-        e.close_if_idle = [this] { close_if_idle(); };
-        e.close_now = [this] {
-            if (h2_) {
-                h2_close_now(*h2_);
-            }
-            stream_.close();
-        };
-        id_ = env_.registry->add(std::move(e));
-        env_.m->connection_opened();
-        struct unregister {
-            session& s;
-            ~unregister() {
-                s.env_.registry->remove(s.id_);
-                s.env_.m->connection_closed();
-            }
-        } guard{*this};
-
-        if (!co_await handshake()) {
-            co_return;
-        }
-        if (co_await speaks_h2()) {
-            co_await serve_h2(stream_, buffer_, env_, peer_ip_, env_.tls != nullptr, id_, h2_);
-            h2_.reset();
-            stream_.close();
-            co_return;
-        }
-        for (bool first = true;; first = false) {
-            if (!co_await wait_for_request(first)) {
-                break;
-            }
-            // The snapshot this request runs under, whatever a reload does meanwhile.
-            const auto pin = env_.runtime->current();
-            request_parser<http::buffer_body> parser;
-            exchange ex{stream_,        buffer_, parser,   *pin->rt,
-                        *env_.registry, bufs_,   peer_ip_, env_.tls != nullptr};
-            ex.start = clock::now();
-            const auto wall_start = std::chrono::system_clock::now();
-            const bool keep = co_await serve(ex);
-            log_exchange(ex, wall_start);
-            if (!keep || ex.client_failed) {
-                break;
-            }
-        }
-        co_await close();
-    }
-
-    any_stream::tcp_stream& lowest() {
-        return stream_.tls() ? beast::get_lowest_layer(*stream_.tls()) : *stream_.tcp();
-    }
-
-private:
-    // --- phase: TLS handshake (within header_timeout)
-    task<bool> handshake() {
-        auto* t = stream_.tls();
-        if (t == nullptr) {
-            co_return true;
-        }
-        stream_.expires_after(env_.runtime->current()->rt->cfg->limits.header_timeout);
-        auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_task_tuple);
-        if (ec) {
-            get_logger("listener")->debug("[c{}] TLS handshake failed: {}", id_, ec.message());
-            co_return false;
-        }
-        co_return true;
-    }
-
-    // --- phase (http2: true): HTTP/2 when TLS selected h2 by ALPN, or when a cleartext
-    // connection opens with the client preface (prior knowledge). Anything else is HTTP/1.1;
-    // the bytes read to tell stay in the buffer for the HTTP/1.1 parser.
-    task<bool> speaks_h2() {
-        if (!env_.http2) {
-            co_return false;
-        }
-        if (auto* t = stream_.tls()) {
-            co_return alpn_selected(t->native_handle()) == "h2";
-        }
-        const auto limits = env_.runtime->current()->rt->cfg->limits;
-        while (buffer_.size() < h2_client_preface.size()) {
-            const std::string_view got(static_cast<const char*>(buffer_.data().data()),
-                                       buffer_.size());
-            if (!h2_client_preface.starts_with(got)) {
-                co_return false;
-            }
-            stream_.expires_after(remaining(accepted_ + limits.header_timeout));
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
-            if (ec) {
-                co_return false;  // the HTTP/1.1 path sees the same end
-            }
-            buffer_.commit(n);
-        }
-        const std::string_view got(static_cast<const char*>(buffer_.data().data()),
-                                   h2_client_preface.size());
-        co_return got == h2_client_preface;
-    }
-
-    // --- phase: idle until the first byte of the next request. A new connection has until
-    // header_timeout (counted from accept) for its whole head; a kept-alive one may idle for
-    // idle_timeout. Pipelined bytes already buffered skip the wait.
-    task<bool> wait_for_request(bool first) {
-        const auto limits = env_.runtime->current()->rt->cfg->limits;
-        idle_ = true;
-        if (env_.registry->draining()) {
-            co_return false;
-        }
-        if (buffer_.size() == 0) {
-            stream_.expires_after(first ? remaining(accepted_ + limits.header_timeout)
-                                        : clock::duration(limits.idle_timeout));
-            auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
-            if (ec) {
-                co_return false;
-            }
-            buffer_.commit(n);
-        }
-        idle_ = false;
-        head_deadline_ =
-            first ? accepted_ + limits.header_timeout : clock::now() + limits.header_timeout;
-        co_return true;
-    }
-
-    // --- the request script
-    task<bool> serve(exchange& ex) {
-        const auto& cfg = *ex.rt.cfg;
-        if (auto r = co_await read_head(ex); !r) {
-            co_return false;
-        }
-        const auto& head = ex.parser.get();
-        request_id_for(head, ex.request_id);
-        ex.keep_alive = head.keep_alive() && !env_.registry->draining();
-        const bool check = cfg.mode == config::proxy_mode::forward_auth;
-        // Forward-auth (a gateway's check request): the rules apply to the original request it
-        // describes; its body, if any, is never read, so the connection closes after the answer.
-        const auto original = check ? original_request_of(head, head.method_string(), head.target())
-                                    : original_request{head.method_string(), head.target(), {}};
-        ex.method = std::string(original.method);
-
-        const auto framing = check_request_framing(
-            head, head.version(), check ? 0 : cfg.limits.max_body_bytes, ex.framing);
-        if (!framing.allowed()) {
-            ex.keep_alive = false;  // the body's extent is unknown: the connection cannot continue
-            co_return co_await refuse(ex, framing);
-        }
-        if (check && ex.framing.has_body()) {
-            ex.keep_alive = false;
-        }
-        // A WebSocket handshake (never in forward-auth mode, never with a body): authenticated
-        // like any request, then tunnelled on the upstream's 101.
-        ex.websocket = !check && !ex.framing.has_body() &&
-                       is_websocket_upgrade(head, head.version(), head.method_string());
-        if (!original.reason.empty()) {
-            co_return co_await refuse(ex, {core::decision_kind::bad_request, original.reason});
-        }
-        core::normalize_target(original.target, ex.target);
-        if (ex.target.status != core::path_status::ok) {
-            co_return co_await refuse(
-                ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});
-        }
-        if (core::path_parameters_ambiguous(cfg.routes, ex.method, ex.target.path)) {
-            co_return co_await refuse(ex, {core::decision_kind::bad_request, "ambiguous_path"});
-        }
-        auto decided = authorize_now(ex);
-        if (!decided) {
-            decided = co_await authorize(ex);
-        }
-        const auto decision = *decided;
-        if (!decision.allowed()) {
-            co_return co_await refuse(ex, decision);
-        }
-        if (check) {
-            co_return co_await answer_allowed(ex);
-        }
-        upstream_pool* upstream = ex.rt.upstream_for(env_.loop);
-        if (upstream == nullptr) {
-            co_return co_await refuse(ex,
-                                      {core::decision_kind::upstream_unavailable, "no_upstream"});
-        }
-        const auto forwarded = co_await forward_request(ex, *upstream, *env_.m);
-        if (ex.client_failed) {
-            co_return false;
-        }
-        if (!forwarded.allowed()) {
-            co_return co_await refuse(ex, forwarded);
-        }
-        co_return ex.keep_alive && !env_.registry->draining();
-    }
-
-    // --- phase: read the request head (header_timeout, max_header_bytes)
-    task<bool> read_head(exchange& ex) {
-        const auto& limits = ex.rt.cfg->limits;
-        ex.parser.header_limit(
-            static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
-        ex.parser.body_limit(boost::none);  // max_body_bytes is enforced by the session/relay
-        stream_.expires_after(remaining(head_deadline_));
-        auto [ec, n] =
-            co_await http::async_read_header(stream_, buffer_, ex.parser, deferred_tuple);
-        stream_.expires_never();
-        if (!ec) {
-            co_return true;
-        }
-        // Refusals before the head was understood: the rest of the stream is unknown, so the
-        // connection closes after the answer.
-        ex.keep_alive = false;
-        generate_request_id(ex.request_id);
-        if (ec == http::error::header_limit) {
-            co_await refuse(ex, {core::decision_kind::headers_too_large, ""});
-        } else if (is_parse_error(ec)) {
-            co_await refuse(ex, {core::decision_kind::bad_request, "malformed_request"});
-        }
-        // Otherwise: timeout (slowloris), reset or EOF: nothing useful can be sent.
-        co_return false;
-    }
-
-    // --- phase: route, token and policy (proxy/auth/request_auth.hpp, shared with HTTP/2 streams).
-    // Without I/O when the authenticator can answer at once (a cached token): no coroutine for
-    // the common case. nullopt: await authorize() (same Authorization values).
-    std::optional<core::auth_decision> authorize_now(exchange& ex) {
-        auto& authorization = authorization_;
-        authorization.clear();
-        for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
-             ++it) {
-            authorization.push_back(it->value());
-        }
-        auto r = authorize_request_now(ex.rt, *env_.m, ex.method, ex.target.path, authorization);
-        if (!r) {
-            return std::nullopt;
-        }
-        return apply(ex, std::move(*r));
-    }
-
-    task<core::auth_decision> authorize(exchange& ex) {
-        auto r =
-            co_await authorize_request(ex.rt, *env_.m, ex.method, ex.target.path, authorization_);
-        co_return apply(ex, std::move(r));
-    }
-
-    core::auth_decision apply(exchange& ex, request_auth r) {
-        ex.token_type = r.token_type;
-        ex.cache = r.cache;
-        ex.id = std::move(r.id);
-        return r.decision;
-    }
-
-    // --- phase (forward-auth): the original request may pass; the gateway copies the identity
-    task<bool> answer_allowed(exchange& ex) {
-        const unsigned version = ex.parser.get().version() == 10 ? 10 : 11;
-        const bool keep = ex.keep_alive && !env_.registry->draining();
-        ex.wire.clear();
-        append_check_allowed(ex.wire, version, keep, ex.request_id, ex.rt.rules, ex.id.get(),
-                             ex.scratch);
-        ex.status = 200;
-        linger_ = !keep;
-        stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
-        auto [ec, n] = co_await net::async_write(stream_, net::buffer(ex.wire), deferred_tuple);
-        if (ec) {
-            ex.client_failed = true;
-            co_return false;
-        }
-        co_return keep;
-    }
-
-    // --- phase: answer with a docs/reference.md §6 problem (the only way the proxy refuses)
-    task<bool> refuse(exchange& ex, core::auth_decision d) {
-        const auto spec = core::problem_for(d.kind);
-        const unsigned version =
-            ex.parser.is_header_done() && ex.parser.get().version() == 10 ? 10 : 11;
-        http::response<http::string_body> res{static_cast<http::status>(spec.status), version};
-        res.set(http::field::content_type, "application/json");
-        res.set("X-Request-Id", ex.request_id);
-        if (ex.rt.cfg->mode == config::proxy_mode::forward_auth) {
-            res.set(http::field::cache_control, "no-store");  // a gateway must not reuse it
-        }
-        if (!spec.www_authenticate.empty()) {
-            res.set(http::field::www_authenticate, spec.www_authenticate);
-        }
-        if (!spec.retry_after.empty()) {
-            res.set(http::field::retry_after, spec.retry_after);
-        }
-        res.body() = core::problem_body(d.kind, d.reason, ex.request_id);
-        // Never in forward-auth mode: there a 2xx means "allow" to the gateway.
-        if (ex.rt.cfg->mode == config::proxy_mode::proxy && ex.parser.is_header_done() &&
-            core::is_grpc_content_type(ex.parser.get()[http::field::content_type])) {
-            // A gRPC client (gRPC-Web over HTTP/1.1) reads the status from grpc-status, not from
-            // a JSON body: HTTP 200, trailers-only. Metrics and the access log keep the §6 status.
-            res.result(http::status::ok);
-            res.set(http::field::content_type, "application/grpc");
-            res.set("grpc-status", std::to_string(core::grpc_status_for_http(spec.status)));
-            res.set("grpc-message", core::grpc_message_for(d.kind, d.reason));
-            res.body().clear();
-        }
-        const bool body_pending = ex.framing.has_body() && !ex.body_consumed;
-        // A refused upgrade closes: the client may already be sending frames.
-        const bool keep =
-            ex.keep_alive && !body_pending && !ex.websocket && !env_.registry->draining();
-        res.keep_alive(keep);
-        res.prepare_payload();
-        ex.status = spec.status;
-        ex.keep_alive = keep;
-        linger_ = !keep;
-
-        stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
-        http::response_serializer<http::string_body> sr{res};
-        error_code ec;
-        // The check request's own method frames the answer (in forward-auth mode ex.method is
-        // the original request's).
-        if (ex.parser.is_header_done() && ex.parser.get().method() == http::verb::head) {
-            std::tie(ec, std::ignore) =
-                co_await http::async_write_header(stream_, sr, deferred_tuple);
-        } else {
-            std::tie(ec, std::ignore) = co_await http::async_write(stream_, sr, deferred_tuple);
-            ex.bytes = res.body().size();
-        }
-        if (ec) {
-            ex.client_failed = true;
-            co_return false;
-        }
-        co_return keep;
-    }
-
-    // --- phase: end of the connection. After a refusal the client may still be sending (a body
-    // we never read); closing at once would reset the connection and could destroy our answer in
-    // its receive buffer, so the send side is shut and input drained briefly (lingering close).
-    task<void> close() {
-        if (auto* t = stream_.tls()) {
-            stream_.expires_after(std::chrono::milliseconds(250));
-            co_await t->async_shutdown(use_task_tuple);
-        } else if (linger_ && stream_.is_open()) {
-            stream_.shutdown_send();
-            stream_.expires_after(std::chrono::seconds(2));
-            std::array<char, 8192> sink{};
-            std::size_t drained = 0;
-            while (drained < 4 * 1024 * 1024) {
-                auto [ec, n] = co_await stream_.async_read_some(net::buffer(sink), deferred_tuple);
-                if (ec) {
-                    break;
-                }
-                drained += n;
-            }
+task<void> session::run() {
+    accepted_ = clock::now();
+    // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
+    // initializer that contains a co_await (they can be destroyed twice).
+    const auto loop = co_await net::this_coro::executor;
+    connection_registry::entry e;
+    e.strand = loop;
+    e.close_if_idle = [this] { close_if_idle(); };
+    e.close_now = [this] {
+        if (h2_) {
+            h2_close_now(*h2_);
         }
         stream_.close();
+    };
+    id_ = env_.registry->add(std::move(e));
+    env_.m->connection_opened();
+    struct unregister {
+        session& s;
+        ~unregister() {
+            s.env_.registry->remove(s.id_);
+            s.env_.m->connection_closed();
+        }
+    } guard{*this};
+
+    if (!co_await handshake()) {
+        co_return;
     }
-
-    void close_if_idle() {
-        if (h2_) {
-            h2_close_if_idle(*h2_);
-            return;
+    if (co_await speaks_h2()) {
+        co_await serve_h2(stream_, buffer_, env_, peer_ip_, env_.tls != nullptr, id_, h2_);
+        h2_.reset();
+        stream_.close();
+        co_return;
+    }
+    for (bool first = true;; first = false) {
+        if (!co_await wait_for_request(first)) {
+            break;
         }
-        if (idle_) {
-            stream_.close();
+        // The snapshot this request runs under, whatever a reload does meanwhile.
+        const auto pin = env_.runtime->current();
+        request_parser<http::buffer_body> parser;
+        exchange ex{stream_,        buffer_, parser,   *pin->rt,
+                    *env_.registry, bufs_,   peer_ip_, env_.tls != nullptr};
+        ex.start = clock::now();
+        const auto wall_start = std::chrono::system_clock::now();
+        const bool keep = co_await serve(ex);
+        log_exchange(ex, wall_start);
+        if (!keep || ex.client_failed) {
+            break;
         }
     }
+    co_await close();
+}
 
-    void log_exchange(const exchange& ex, std::chrono::system_clock::time_point wall_start) {
-        if (ex.method.empty() && ex.status == 0) {
-            return;  // nothing was understood (e.g. a port probe)
-        }
-        if (ex.status != 0 && !ex.status_counted) {
-            env_.m->request_done(ex.status);
-        }
-        if (!ex.rt.cfg->log.access_log) {
-            return;  // no record built, nothing copied
-        }
-        access_record r;
-        r.time = wall_start;
-        r.request_id = ex.request_id;
-        r.method = ex.method;
-        r.path = ex.target.status == core::path_status::ok ? std::string_view(ex.target.path)
-                                                           : std::string_view();
-        r.status = ex.status;
-        r.duration_ms = std::chrono::duration<double, std::milli>(clock::now() - ex.start).count();
-        r.bytes = ex.bytes;
-        r.token_type = ex.token_type;
-        if (ex.id) {
-            r.subject = ex.id->who->subject;
-            r.token_id = ex.id->token_id;
-        }
-        r.cache = ex.cache;
-        r.upstream_ms = ex.upstream_ms;
-        r.bytes_in = ex.bytes_in;
-        log_access(ex.rt.cfg->log, r);
+// --- phase: TLS handshake (within header_timeout)
+task<bool> session::handshake() {
+    auto* t = stream_.tls();
+    if (t == nullptr) {
+        co_return true;
     }
-
-    static clock::duration remaining(clock::time_point deadline) {
-        return std::max<clock::duration>(deadline - clock::now(), std::chrono::milliseconds(1));
+    stream_.expires_after(env_.runtime->current()->rt->cfg->limits.header_timeout);
+    auto [ec] = co_await t->async_handshake(net::ssl::stream_base::server, use_task_tuple);
+    if (ec) {
+        get_logger("listener")->debug("[c{}] TLS handshake failed: {}", id_, ec.message());
+        co_return false;
     }
+    co_return true;
+}
 
-    const session_env& env_;
-    any_stream stream_;
-    beast::flat_buffer buffer_;
-    connection_buffers bufs_;                      // reused by every request of the connection
-    std::vector<std::string_view> authorization_;  // this request's Authorization values
-    std::string peer_ip_;
-    std::uint64_t id_ = 0;
-    clock::time_point accepted_;
-    clock::time_point head_deadline_;
-    bool idle_ = true;
-    bool linger_ = false;
-    std::shared_ptr<h2_server_connection> h2_;  // set while the connection speaks HTTP/2
-};
+// --- phase (http2: true): HTTP/2 when TLS selected h2 by ALPN, or when a cleartext
+// connection opens with the client preface (prior knowledge). Anything else is HTTP/1.1;
+// the bytes read to tell stay in the buffer for the HTTP/1.1 parser.
+task<bool> session::speaks_h2() {
+    if (!env_.http2) {
+        co_return false;
+    }
+    if (auto* t = stream_.tls()) {
+        co_return alpn_selected(t->native_handle()) == "h2";
+    }
+    const auto limits = env_.runtime->current()->rt->cfg->limits;
+    while (buffer_.size() < h2_client_preface.size()) {
+        const std::string_view got(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+        if (!h2_client_preface.starts_with(got)) {
+            co_return false;
+        }
+        stream_.expires_after(remaining(accepted_ + limits.header_timeout));
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
+        if (ec) {
+            co_return false;  // the HTTP/1.1 path sees the same end
+        }
+        buffer_.commit(n);
+    }
+    const std::string_view got(static_cast<const char*>(buffer_.data().data()),
+                               h2_client_preface.size());
+    co_return got == h2_client_preface;
+}
 
-}  // namespace
+// --- phase: idle until the first byte of the next request. A new connection has until
+// header_timeout (counted from accept) for its whole head; a kept-alive one may idle for
+// idle_timeout. Pipelined bytes already buffered skip the wait.
+task<bool> session::wait_for_request(bool first) {
+    const auto limits = env_.runtime->current()->rt->cfg->limits;
+    idle_ = true;
+    if (env_.registry->draining()) {
+        co_return false;
+    }
+    if (buffer_.size() == 0) {
+        stream_.expires_after(first ? remaining(accepted_ + limits.header_timeout)
+                                    : clock::duration(limits.idle_timeout));
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(2048), deferred_tuple);
+        if (ec) {
+            co_return false;
+        }
+        buffer_.commit(n);
+    }
+    idle_ = false;
+    head_deadline_ =
+        first ? accepted_ + limits.header_timeout : clock::now() + limits.header_timeout;
+    co_return true;
+}
 
-task<void> run_session(tcp::socket socket, const session_env& env) {
-    session s(std::move(socket), env);
+// --- the request script
+task<bool> session::serve(exchange& ex) {
+    const auto& cfg = *ex.rt.cfg;
+    if (auto r = co_await read_head(ex); !r) {
+        co_return false;
+    }
+    const auto& head = ex.parser.get();
+    request_id_for(head, ex.request_id);
+    ex.keep_alive = head.keep_alive() && !env_.registry->draining();
+    const bool check = cfg.mode == config::proxy_mode::forward_auth;
+    // Forward-auth (a gateway's check request): the rules apply to the original request it
+    // describes; its body, if any, is never read, so the connection closes after the answer.
+    const auto original = check ? original_request_of(head, head.method_string(), head.target())
+                                : original_request{head.method_string(), head.target(), {}};
+    ex.method = std::string(original.method);
+
+    const auto framing = check_request_framing(head, head.version(),
+                                               check ? 0 : cfg.limits.max_body_bytes, ex.framing);
+    if (!framing.allowed()) {
+        ex.keep_alive = false;  // the body's extent is unknown: the connection cannot continue
+        co_return co_await refuse(ex, framing);
+    }
+    if (check && ex.framing.has_body()) {
+        ex.keep_alive = false;
+    }
+    // A WebSocket handshake (never in forward-auth mode, never with a body): authenticated
+    // like any request, then tunnelled on the upstream's 101.
+    ex.websocket = !check && !ex.framing.has_body() &&
+                   is_websocket_upgrade(head, head.version(), head.method_string());
+    if (!original.reason.empty()) {
+        co_return co_await refuse(ex, {core::decision_kind::bad_request, original.reason});
+    }
+    core::normalize_target(original.target, ex.target);
+    if (ex.target.status != core::path_status::ok) {
+        co_return co_await refuse(
+            ex, {core::decision_kind::bad_request, core::to_string(ex.target.status)});
+    }
+    if (core::path_parameters_ambiguous(cfg.routes, ex.method, ex.target.path)) {
+        co_return co_await refuse(ex, {core::decision_kind::bad_request, "ambiguous_path"});
+    }
+    auto decided = authorize_now(ex);
+    if (!decided) {
+        decided = co_await authorize(ex);
+    }
+    const auto decision = *decided;
+    if (!decision.allowed()) {
+        co_return co_await refuse(ex, decision);
+    }
+    if (check) {
+        co_return co_await answer_allowed(ex);
+    }
+    upstream_pool* upstream = ex.rt.upstream_for(env_.loop);
+    if (upstream == nullptr) {
+        co_return co_await refuse(ex, {core::decision_kind::upstream_unavailable, "no_upstream"});
+    }
+    const auto forwarded = co_await forward_request(ex, *upstream, *env_.m);
+    if (ex.client_failed) {
+        co_return false;
+    }
+    if (!forwarded.allowed()) {
+        co_return co_await refuse(ex, forwarded);
+    }
+    co_return ex.keep_alive && !env_.registry->draining();
+}
+
+// --- phase: read the request head (header_timeout, max_header_bytes)
+task<bool> session::read_head(exchange& ex) {
+    const auto& limits = ex.rt.cfg->limits;
+    ex.parser.header_limit(
+        static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
+    ex.parser.body_limit(boost::none);  // max_body_bytes is enforced by the session/relay
+    stream_.expires_after(remaining(head_deadline_));
+    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, ex.parser, deferred_tuple);
+    stream_.expires_never();
+    if (!ec) {
+        co_return true;
+    }
+    // Refusals before the head was understood: the rest of the stream is unknown, so the
+    // connection closes after the answer.
+    ex.keep_alive = false;
+    generate_request_id(ex.request_id);
+    if (ec == http::error::header_limit) {
+        co_await refuse(ex, {core::decision_kind::headers_too_large, ""});
+    } else if (is_parse_error(ec)) {
+        co_await refuse(ex, {core::decision_kind::bad_request, "malformed_request"});
+    }
+    // Otherwise: timeout (slowloris), reset or EOF: nothing useful can be sent.
+    co_return false;
+}
+
+// --- phase: route, token and policy (proxy/auth/request_auth.hpp, shared with HTTP/2 streams).
+// Without I/O when the authenticator can answer at once (a cached token): no coroutine for
+// the common case. nullopt: await authorize() (same Authorization values).
+std::optional<core::auth_decision> session::authorize_now(exchange& ex) {
+    auto& authorization = authorization_;
+    authorization.clear();
+    for (auto [it, end] = ex.parser.get().equal_range(http::field::authorization); it != end;
+         ++it) {
+        authorization.push_back(it->value());
+    }
+    auto r = authorize_request_now(ex.rt, *env_.m, ex.method, ex.target.path, authorization);
+    if (!r) {
+        return std::nullopt;
+    }
+    return apply(ex, std::move(*r));
+}
+
+task<core::auth_decision> session::authorize(exchange& ex) {
+    auto r = co_await authorize_request(ex.rt, *env_.m, ex.method, ex.target.path, authorization_);
+    co_return apply(ex, std::move(r));
+}
+
+core::auth_decision session::apply(exchange& ex, request_auth r) {
+    ex.token_type = r.token_type;
+    ex.cache = r.cache;
+    ex.id = std::move(r.id);
+    return r.decision;
+}
+
+// --- phase: end of the connection. After a refusal the client may still be sending (a body
+// we never read); closing at once would reset the connection and could destroy our answer in
+// its receive buffer, so the send side is shut and input drained briefly (lingering close).
+task<void> session::close() {
+    if (auto* t = stream_.tls()) {
+        stream_.expires_after(std::chrono::milliseconds(250));
+        co_await t->async_shutdown(use_task_tuple);
+    } else if (linger_ && stream_.is_open()) {
+        stream_.shutdown_send();
+        stream_.expires_after(std::chrono::seconds(2));
+        std::array<char, 8192> sink{};
+        std::size_t drained = 0;
+        while (drained < 4 * 1024 * 1024) {
+            auto [ec, n] = co_await stream_.async_read_some(net::buffer(sink), deferred_tuple);
+            if (ec) {
+                break;
+            }
+            drained += n;
+        }
+    }
+    stream_.close();
+}
+
+void session::close_if_idle() {
+    if (h2_) {
+        h2_close_if_idle(*h2_);
+        return;
+    }
+    if (idle_) {
+        stream_.close();
+    }
+}
+
+}  // namespace session_detail
+
+task<void> run_session(net::ip::tcp::socket socket, const session_env& env) {
+    session_detail::session s(std::move(socket), env);
     co_await s.run();
 }
 

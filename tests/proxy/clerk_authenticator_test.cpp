@@ -1,142 +1,31 @@
+// The authenticator's cache: hits, negative and revoked entries, expiry, miss rate, single flight.
 #include "proxy/auth/clerk_authenticator.hpp"
 
+#include "clerk_authenticator_fixtures.hpp"
 #include "fakes/fake_clock.hpp"
-#include "proxy/auth/clerk_verifier.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <deque>
-#include <functional>
-#include <mutex>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 namespace net = boost::asio;
 using namespace clerk;
+using namespace clerk::testing::authenticator_fixtures;
 using namespace std::chrono_literals;
-using proxy::clerk_http_reply;
 using proxy::clerk_http_request;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-const core::token_class opaque_m2m{core::token_type::m2m_token, core::token_format::opaque};
-
-std::string token_json(std::string_view id, long long expiration_ms = 0) {
-    nlohmann::json j{{"object", "machine_to_machine_token"},
-                     {"id", id},
-                     {"subject", "mch_a"},
-                     {"scopes", {"mch_b"}},
-                     {"claims", {{"tenant", "t1"}}},
-                     {"revoked", false},
-                     {"expired", false},
-                     {"expiration", nullptr}};
-    if (expiration_ms != 0) {
-        j["expiration"] = expiration_ms;
-    }
-    return j.dump();
-}
-
-clerk_http_reply reply(int status, std::string body = "", std::string retry_after = "") {
-    clerk_http_reply r;
-    r.status = status;
-    r.body = std::move(body);
-    r.retry_after = std::move(retry_after);
-    return r;
-}
-
-/// Scripted Clerk: answers from `script` in order (the last entry repeats), after `delay`.
-class fake_clerk final : public proxy::clerk_api {
-public:
-    net::awaitable<clerk_http_reply> call(clerk_http_request req,
-                                          steady::time_point deadline) override {
-        std::size_t n = calls.fetch_add(1);
-        {
-            std::lock_guard lock(mu);
-            requests.push_back({req.verb, req.path, req.body, std::string(req.bearer)});
-            deadlines.push_back(deadline);
-        }
-        if (delay.count() > 0) {
-            net::steady_timer t(co_await net::this_coro::executor, delay);
-            co_await t.async_wait(net::use_awaitable);
-        }
-        std::lock_guard lock(mu);
-        if (script.empty()) {
-            co_return reply(599);
-        }
-        co_return script[std::min(n, script.size() - 1)];
-    }
-
-    struct recorded {
-        clerk_http_request::method verb;
-        std::string path, body, bearer;
-    };
-    std::atomic<std::size_t> calls{0};
-    std::chrono::milliseconds delay{0};
-    std::mutex mu;
-    std::vector<clerk_http_reply> script;
-    std::vector<recorded> requests;
-    std::vector<steady::time_point> deadlines;
-};
-
-struct fixture {
-    explicit fixture(std::function<void(config::config&)> tweak = {}) {
-        auto c = std::make_shared<config::config>();
-        c->clerk.api_url = "http://127.0.0.1:1";
-        c->clerk.machine_secret_key = "ak_machine";
-        c->clerk.secret_key = "";
-        c->clerk.timeout = 500ms;
-        c->clerk.retries = 2;
-        c->cache.ttl = 60s;
-        c->cache.negative_ttl = 10s;
-        if (tweak) {
-            tweak(*c);
-        }
-        core::cache_options opts;
-        opts.ttl = c->cache.ttl;
-        opts.negative_ttl = c->cache.negative_ttl;
-        opts.stale_if_error = c->cache.stale_if_error;
-        cache = std::make_shared<core::verification_cache>(opts, clk);
-        cfg = c;
-        clerk = std::make_shared<fake_clerk>();
-        auth = proxy::make_clerk_authenticator(ioc.get_executor(), cfg, cache, m, clerk, clk);
-    }
-
-    proxy::auth_result check(std::string_view token, core::token_class cls = opaque_m2m,
-                             std::chrono::milliseconds budget = 2s) {
-        std::optional<proxy::auth_result> out;
-        net::co_spawn(
-            ioc,
-            [&]() -> proxy::task<void> {
-                out = co_await auth->authenticate(token, cls, steady::now() + budget);
-            },
-            [](std::exception_ptr e) {
-                if (e) {
-                    std::rethrow_exception(e);
-                }
-            });
-        ioc.restart();
-        ioc.run();
-        REQUIRE(out);
-        return *out;
-    }
-
-    net::io_context ioc;
-    testing::fake_clock clk;
-    proxy::metrics m;
-    std::shared_ptr<const config::config> cfg;
-    std::shared_ptr<core::verification_cache> cache;
-    std::shared_ptr<fake_clerk> clerk;
-    std::shared_ptr<proxy::authenticator> auth;
-};
 
 long long now_ms(const testing::fake_clock& c) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(c.now().time_since_epoch())
@@ -233,16 +122,6 @@ TEST_CASE("authenticate_bearer_now answers what authenticate_bearer would, witho
     CHECK(metrics.find(R"(clerk_proxy_cache_lookups_total{result="miss"} 2)") != std::string::npos);
 }
 
-TEST_CASE("the instance key is used without a machine key", "[clerk_authenticator]") {
-    fixture f([](config::config& c) {
-        c.clerk.machine_secret_key = "";
-        c.clerk.secret_key = "sk_test_x";
-    });
-    f.clerk->script = {reply(200, token_json("mt_1"))};
-    CHECK(f.check("mt_secret").decision.allowed());
-    CHECK(f.clerk->requests.at(0).bearer == "sk_test_x");
-}
-
 TEST_CASE("unknown token is negatively cached", "[clerk_authenticator]") {
     fixture f;
     f.clerk->script = {reply(404, R"({"errors":[{"code":"resource_not_found"}]})")};
@@ -279,181 +158,6 @@ TEST_CASE("a positive entry never outlives the token's expiration", "[clerk_auth
     CHECK(r.decision.kind == core::decision_kind::invalid_token);
     CHECK(r.decision.reason == "expired");
     CHECK(f.clerk->calls == 2);
-}
-
-TEST_CASE("5xx and transport errors are retried, then 503", "[clerk_authenticator]") {
-    SECTION("recovers on retry") {
-        fixture f;
-        clerk_http_reply timeout;
-        timeout.error = proxy::clerk_transport_error::timeout;
-        f.clerk->script = {reply(500), timeout, reply(200, token_json("mt_1"))};
-        CHECK(f.check("mt_x").decision.allowed());
-        CHECK(f.clerk->calls == 3);
-        auto metrics = f.m.render();
-        CHECK(metrics.find(R"(clerk_proxy_clerk_requests_total{status="500"} 1)") !=
-              std::string::npos);
-        CHECK(metrics.find(R"(clerk_proxy_clerk_requests_total{status="200"} 1)") !=
-              std::string::npos);
-    }
-    SECTION("gives up after clerk.retries") {
-        fixture f;
-        f.clerk->script = {reply(503)};
-        auto r = f.check("mt_x");
-        CHECK(r.decision.kind == core::decision_kind::auth_unavailable);
-        CHECK(f.clerk->calls == 3);  // 1 + retries
-        CHECK(f.cache->size() == 0);
-        CHECK(f.cache->negative_size() == 0);
-        f.clerk->script = {reply(200, token_json("mt_1"))};
-        CHECK(f.check("mt_x").decision.allowed());  // nothing was cached: recovery is immediate
-    }
-    SECTION("malformed 200 is never accepted") {
-        fixture f([](config::config& c) { c.clerk.retries = 0; });
-        f.clerk->script = {reply(200, R"({"object":"machine_to_machine_token")")};
-        CHECK(f.check("mt_x").decision.kind == core::decision_kind::auth_unavailable);
-        CHECK(f.clerk->calls == 1);
-    }
-    SECTION("retries stop at the deadline") {
-        fixture f([](config::config& c) { c.clerk.retries = 50; });
-        f.clerk->script = {reply(500)};
-        auto start = steady::now();
-        auto r = f.check("mt_x", opaque_m2m, 300ms);
-        CHECK(r.decision.kind == core::decision_kind::auth_unavailable);
-        CHECK(steady::now() - start < 1s);
-        CHECK(f.clerk->calls < 10);
-    }
-}
-
-TEST_CASE("per-call timeout is min(clerk.timeout, deadline)", "[clerk_authenticator]") {
-    fixture f([](config::config& c) { c.clerk.timeout = 10s; });
-    f.clerk->script = {reply(200, token_json("mt_1"))};
-    auto before = steady::now();
-    f.check("mt_x", opaque_m2m, 700ms);
-    REQUIRE(f.clerk->deadlines.size() == 1);
-    CHECK(f.clerk->deadlines[0] - before <= 710ms);
-}
-
-TEST_CASE("429 honours Retry-After when it fits", "[clerk_authenticator]") {
-    SECTION("fits") {
-        fixture f;
-        f.clerk->script = {reply(429, "", "0"), reply(200, token_json("mt_1"))};
-        CHECK(f.check("mt_x").decision.allowed());
-        CHECK(f.clerk->calls == 2);
-    }
-    SECTION("does not fit") {
-        fixture f;
-        f.clerk->script = {reply(429, "", "30"), reply(200, token_json("mt_1"))};
-        auto start = steady::now();
-        auto r = f.check("mt_x");
-        CHECK(r.decision.kind == core::decision_kind::auth_unavailable);
-        CHECK(f.clerk->calls == 1);
-        CHECK(steady::now() - start < 1s);
-    }
-}
-
-TEST_CASE("401/403: our key is wrong, nothing cached", "[clerk_authenticator]") {
-    fixture f;
-    f.clerk->script = {reply(401, R"({"errors":[{"code":"machine_secret_key_invalid"}]})")};
-    auto r = f.check("mt_x");
-    CHECK(r.decision.kind == core::decision_kind::auth_unavailable);
-    CHECK(f.clerk->calls == 1);  // not retried
-    f.check("mt_x");
-    CHECK(f.clerk->calls == 2);  // not cached
-    CHECK(f.cache->negative_size() == 0);
-}
-
-TEST_CASE("stale_if_error serves known tokens through an outage", "[clerk_authenticator]") {
-    fixture f([](config::config& c) {
-        c.cache.ttl = 1s;
-        c.cache.stale_if_error = 60s;
-        c.clerk.retries = 0;
-    });
-    f.clerk->script = {reply(200, token_json("mt_1"))};
-    REQUIRE(f.check("mt_known").decision.allowed());
-    f.clk.advance(2s);  // past ttl
-    f.clerk->script = {reply(500)};
-    auto r = f.check("mt_known");
-    CHECK(r.decision.allowed());
-    CHECK(r.cache == core::cache_result::stale);
-    REQUIRE(r.id);
-    CHECK(r.id->token_id == "mt_1");
-    auto unknown = f.check("mt_unknown");
-    CHECK(unknown.decision.kind == core::decision_kind::auth_unavailable);
-    f.clk.advance(61s);  // past ttl + stale_if_error
-    CHECK(f.check("mt_known").decision.kind == core::decision_kind::auth_unavailable);
-    CHECK(f.m.render().find(R"(clerk_proxy_cache_lookups_total{result="stale"} 1)") !=
-          std::string::npos);
-}
-
-TEST_CASE("without stale_if_error an outage is a 503 even for known tokens",
-          "[clerk_authenticator]") {
-    fixture f([](config::config& c) {
-        c.cache.ttl = 1s;
-        c.clerk.retries = 0;
-    });
-    f.clerk->script = {reply(200, token_json("mt_1"))};
-    REQUIRE(f.check("mt_known").decision.allowed());
-    f.clk.advance(2s);
-    f.clerk->script = {reply(500)};
-    CHECK(f.check("mt_known").decision.kind == core::decision_kind::auth_unavailable);
-}
-
-TEST_CASE("impossible classes and JWTs without keys fail closed without a call",
-          "[clerk_authenticator]") {
-    fixture f;
-    f.clerk->script = {reply(200, token_json("mt_1"))};
-    for (auto cls : {core::token_class{core::token_type::session_token, core::token_format::opaque},
-                     core::token_class{core::token_type::api_key, core::token_format::jwt}}) {
-        auto r = f.check("x.y.z", cls);
-        CHECK(r.decision.kind == core::decision_kind::invalid_token);
-        CHECK(r.decision.reason == "malformed");
-        CHECK_FALSE(r.cache);
-    }
-    // No clerk.jwt_key and no clerk.secret_key: no JWT of any type can be verified.
-    for (auto type : {core::token_type::m2m_token, core::token_type::oauth_token,
-                      core::token_type::session_token}) {
-        auto jwt = f.check("a.b.c", core::token_class{type, core::token_format::jwt});
-        CHECK(jwt.decision.kind == core::decision_kind::invalid_token);
-        CHECK(jwt.decision.reason == "jwt_not_supported");
-    }
-    CHECK(f.clerk->calls == 0);
-}
-
-TEST_CASE("API keys and opaque OAuth tokens: their endpoint, body field and the instance key",
-          "[clerk_authenticator]") {
-    fixture f([](config::config& c) { c.clerk.secret_key = "sk_instance"; });
-    SECTION("api_key") {
-        f.clerk->script = {reply(200, nlohmann::json{{"object", "api_key"},
-                                                     {"id", "ak_id1"},
-                                                     {"subject", "user_1"},
-                                                     {"scopes", {"read"}},
-                                                     {"claims", nullptr},
-                                                     {"revoked", false},
-                                                     {"expired", false},
-                                                     {"expiration", nullptr}}
-                                          .dump())};
-        const auto r = f.check(
-            "ak_secret", core::token_class{core::token_type::api_key, core::token_format::opaque});
-        REQUIRE(r.decision.allowed());
-        CHECK(r.id->type == core::token_type::api_key);
-        CHECK(r.id->who->subject == "user_1");
-        REQUIRE(f.clerk->requests.size() == 1);
-        CHECK(f.clerk->requests[0].path == "/api_keys/verify");
-        CHECK(f.clerk->requests[0].bearer == "sk_instance");  // never the machine key
-        CHECK(nlohmann::json::parse(f.clerk->requests[0].body) ==
-              nlohmann::json{{"secret", "ak_secret"}});
-    }
-    SECTION("oauth_token, and {\"active\": false} is a refusal") {
-        f.clerk->script = {reply(200, R"({"active": false})")};
-        const auto r = f.check(
-            "oat_x", core::token_class{core::token_type::oauth_token, core::token_format::opaque});
-        CHECK(r.decision.kind == core::decision_kind::invalid_token);
-        CHECK(r.decision.reason == "inactive");
-        REQUIRE(f.clerk->requests.size() == 1);
-        CHECK(f.clerk->requests[0].path == "/oauth_applications/access_tokens/verify");
-        CHECK(f.clerk->requests[0].bearer == "sk_instance");
-        CHECK(nlohmann::json::parse(f.clerk->requests[0].body) ==
-              nlohmann::json{{"access_token", "oat_x"}});
-    }
 }
 
 TEST_CASE("cache.max_miss_rate bounds Clerk calls for unknown tokens; past it 503",
@@ -538,15 +242,4 @@ TEST_CASE("concurrent misses on distinct tokens are not coalesced", "[clerk_auth
     }
     CHECK(done == 20);
     CHECK(f.clerk->calls == 10);
-}
-
-TEST_CASE("backoff is jittered exponential", "[clerk_authenticator]") {
-    for (int i = 0; i < 100; ++i) {
-        auto b0 = proxy::clerk_verifier::backoff(0);
-        CHECK(b0 >= 25ms);
-        CHECK(b0 <= 75ms);
-        auto b2 = proxy::clerk_verifier::backoff(2);
-        CHECK(b2 >= 100ms);
-        CHECK(b2 <= 300ms);
-    }
 }

@@ -55,6 +55,12 @@ std::chrono::milliseconds clerk_verifier::backoff(int attempt) {
     return std::chrono::milliseconds(static_cast<long long>(base * jitter(rng)));
 }
 
+std::chrono::steady_clock::duration clerk_verifier::budget(const config::clerk_config& cfg) {
+    const auto attempts = static_cast<long>(std::max(cfg.retries, 0)) + 1;
+    const auto total = cfg.timeout * attempts + std::chrono::milliseconds(250) * (attempts - 1);
+    return std::min<std::chrono::steady_clock::duration>(total, std::chrono::seconds(30));
+}
+
 void clerk_verifier::log_key_rejected(int status) {
     // Name the key, never its value.
     if (log_allowed(last_key_log_ms_, 10000)) {

@@ -49,6 +49,11 @@ public:
     /// Base backoff before retry `attempt` (0-based): 50ms * 2^attempt, jittered x[0.5, 1.5).
     static std::chrono::milliseconds backoff(int attempt);
 
+    /// How long one whole verification may take, retries included: clerk.retries + 1 calls of
+    /// clerk.timeout and up to 250 ms of backoff between them, at most 30 s. A request's
+    /// deadline (request_auth) is now + this, so a Clerk outage costs a caller at most that.
+    static std::chrono::steady_clock::duration budget(const config::clerk_config& cfg);
+
     std::shared_ptr<clerk_api> api() const { return api_; }
 
 private:

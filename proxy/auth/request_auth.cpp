@@ -1,6 +1,7 @@
 #include "proxy/auth/request_auth.hpp"
 
 #include "core/request_decision.hpp"
+#include "proxy/auth/clerk_verifier.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/runtime.hpp"
 
@@ -11,19 +12,6 @@ namespace clerk::proxy {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-/// The whole verification may retry (clerk.retries) with backoff; the deadline bounds it so a
-/// Clerk outage costs a caller at most this long (userver-style deadline propagation).
-clock::duration auth_budget(const config::config& cfg) {
-    const auto attempts = static_cast<long>(std::max(cfg.clerk.retries, 0)) + 1;
-    const auto budget =
-        cfg.clerk.timeout * attempts + std::chrono::milliseconds(250) * (attempts - 1);
-    return std::min<clock::duration>(budget, std::chrono::seconds(30));
-}
-
-}  // namespace
-
-namespace {
 
 /// The authenticator's answer `r` for the token `pre` found, through the route policy.
 request_auth conclude(const core::pre_auth& pre, const auth_result& r, metrics& m) {
@@ -90,8 +78,8 @@ task<request_auth> authorize_request(const runtime& rt, metrics& m, std::string_
     if (auto d = decided_before_token(pre, m)) {
         co_return std::move(*d);
     }
-    const auto r = co_await rt.auth->authenticate_bearer(pre.token, cfg.auth.accepts,
-                                                         clock::now() + auth_budget(cfg));
+    const auto r = co_await rt.auth->authenticate_bearer(
+        pre.token, cfg.auth.accepts, clock::now() + clerk_verifier::budget(cfg.clerk));
     co_return conclude(pre, r, m);
 }
 

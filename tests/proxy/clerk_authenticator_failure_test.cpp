@@ -141,3 +141,23 @@ TEST_CASE("backoff is jittered exponential", "[clerk_authenticator]") {
         CHECK(b2 <= 300ms);
     }
 }
+
+TEST_CASE("a verification's budget covers every attempt and the backoffs, at most 30 s",
+          "[clerk_authenticator]") {
+    using std::chrono::milliseconds;
+    config::clerk_config c;
+    c.timeout = milliseconds(2000);
+    c.retries = 2;  // 3 calls, 2 backoffs
+    CHECK(proxy::clerk_verifier::budget(c) == milliseconds(3 * 2000 + 2 * 250));
+    c.retries = 0;
+    CHECK(proxy::clerk_verifier::budget(c) == milliseconds(2000));
+    c.retries = -1;  // treated as 0
+    CHECK(proxy::clerk_verifier::budget(c) == milliseconds(2000));
+    c.retries = 100;
+    CHECK(proxy::clerk_verifier::budget(c) == std::chrono::seconds(30));
+    // With the default clerk.retries (2) each backoff fits in its 250 ms share (a later one may
+    // not: the verifier then stops retrying when the next attempt would pass the deadline).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        CHECK(proxy::clerk_verifier::backoff(attempt) < milliseconds(250));
+    }
+}

@@ -61,8 +61,9 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "100"))
 LATENCY_MS = int(os.environ.get("BENCH_CLERK_LATENCY_MS", "30"))
-# The warm cases compared with each other (c0 baseline build, c opaque, cl access log on, e JWT)
-# run in this many rounds, in alternating order (c0 c cl e, e cl c c0, …), and report means: on a
+# nginx (b) and the warm cases compared with it and with each other (c0 baseline build, c opaque,
+# cl access log on, e JWT) run in this many rounds, in alternating order (b c0 c cl e, e cl c c0
+# b, …), and report means: on a
 # small VM the case measured first after nginx came out ahead by up to 25% in fixed order,
 # whatever the build, which made "JWT vs opaque" and "log on vs off" read as 0.8× by accident.
 PAIRS = max(1, int(os.environ.get("BENCH_PAIRS", "4")))  # even: each order equally often
@@ -382,23 +383,48 @@ threads: 1
         return total / n, {k: v / n for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
 
     def round_cases(self, cases):
-        """`cases` in PAIRS rounds of alternating order, all proxies running throughout; each
-        row is the mean over its rounds (latencies: median, syscalls: from the first round)."""
+        """`cases` in PAIRS rounds of alternating order, all processes running throughout; each
+        row is the mean over its rounds (latencies: median, syscalls: from the first round).
+        A case is (case, label, tokens, start): start() returns (pid measured, port,
+        alloc_file, handle to stop)."""
         procs = {}
-        for case, name, opts, label, tokens in cases:
-            # All stay up for all rounds: a ttl longer than the rounds keeps the caches warm.
-            procs[case] = self.start_proxy(name, **dict(opts, ttl="1h"))
+        for case, label, tokens, start in cases:
+            procs[case] = start()
         rounds = {c[0]: [] for c in cases}
         for i in range(PAIRS):
-            for case, name, opts, label, tokens in (cases if i % 2 == 0 else cases[::-1]):
-                p, port = procs[case]
-                self.measure(case, label, p.pid, port, tokens, warm=True,
-                             alloc_file=p.alloc_file, syscalls=(i == 0))
+            for case, label, tokens, _ in (cases if i % 2 == 0 else cases[::-1]):
+                pid, port, alloc_file, _ = procs[case]
+                self.measure(case, label, pid, port, tokens, warm=True,
+                             alloc_file=alloc_file, syscalls=(i == 0))
                 rounds[case].append(self.results[case])
         for case, rs in rounds.items():
             self.results[case] = combine_rounds(rs)
-        for p, _ in procs.values():
-            self.procs.stop(p)
+        for _, _, _, handle in procs.values():
+            self.procs.stop(handle)
+
+    def start_nginx_peer(self):
+        """Case b: nginx as a plain reverse proxy to the upstream, one worker. Returns
+        (worker pid, port, alloc file, master)."""
+        port = free_port()
+        conf = self.nginx("peer", f"""upstream up {{ server 127.0.0.1:{self.up_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://up; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; }} }}""")
+        nginx_allocs = os.path.join(self.work, "nginx-peer.allocs")
+        master = self.procs.start(["nginx", "-p", self.work, "-c", conf], cpu=CPU_TESTED,
+                                  stdout=subprocess.DEVNULL, alloc_file=nginx_allocs)
+        wait_for_port(port)
+        # taskset execs nginx, so master.pid is the nginx master; measure its one worker.
+        worker = int(subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
+                                    text=True).stdout.split()[0])
+        return worker, port, nginx_allocs, master
+
+    def proxy_starter(self, name, opts):
+        def start():
+            # All stay up for all rounds: a ttl longer than the rounds keeps the caches warm.
+            p, port = self.start_proxy(name, **dict(opts, ttl="1h"))
+            return p.pid, port, p.alloc_file, p
+        return start
 
     def measure(self, case, label, pid, port, tokens=None, warm=True, alloc_file=None,
                 syscalls=True):
@@ -444,21 +470,6 @@ threads: 1
         jwts = self.mint(TOKENS, "jwt")
         if "a" in CASES:
             self.measure("a", "direct to upstream (nginx)", None, self.up_port)
-        if "b" in CASES:
-            port = free_port()
-            conf = self.nginx("peer", f"""upstream up {{ server 127.0.0.1:{self.up_port}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{port};
-    location / {{ proxy_pass http://up; proxy_http_version 1.1;
-                 proxy_set_header Connection ""; }} }}""")
-            nginx_allocs = os.path.join(self.work, "nginx-peer.allocs")
-            master = self.procs.start(["nginx", "-p", self.work, "-c", conf], cpu=CPU_TESTED,
-                                      stdout=subprocess.DEVNULL, alloc_file=nginx_allocs)
-            wait_for_port(port)
-            # taskset execs nginx, so master.pid is the nginx master; measure its one worker.
-            worker = int(subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
-                                        text=True).stdout.split()[0])
-            self.measure("b", "nginx reverse proxy, no auth", worker, port, alloc_file=nginx_allocs)
-            self.procs.stop(master)
         ours = [("c", "warm", {}, "clerk-m2m-proxy, opaque, cache warm", opaque, True),
                 ("cl", "warm-log", {"access_log": True},
                  "clerk-m2m-proxy, opaque, cache warm, access log on", opaque, True),
@@ -471,11 +482,21 @@ threads: 1
             ours.insert(0, ("c0", "baseline", {"binary": BASELINE},
                             f"baseline build ({os.path.basename(BASELINE)}), opaque, cache warm",
                             opaque, True))
-        rounded = [c[:5] for c in ours if c[0] in ("c0", "c", "cl", "e")
-                   and (c[0] in CASES or (c[0] == "c0" and "c" in CASES))]
+        # nginx (b) and the warm cases compared with it and with each other take turns.
+        rounded = []
+        if "b" in CASES:
+            rounded.append(("b", "nginx reverse proxy, no auth", opaque, self.start_nginx_peer))
+        rounded += [(c[0], c[3], c[4], self.proxy_starter(c[1], c[2])) for c in ours
+                    if c[0] in ("c0", "c", "cl", "e")
+                    and (c[0] in CASES or (c[0] == "c0" and "c" in CASES))]
         if len(rounded) > 1:
             self.round_cases(rounded)
-        done = {c[0] for c in rounded} if len(rounded) > 1 else set()
+        elif rounded:
+            case, label, tokens, start = rounded[0]
+            pid, port, alloc_file, handle = start()
+            self.measure(case, label, pid, port, tokens, alloc_file=alloc_file)
+            self.procs.stop(handle)
+        done = {c[0] for c in rounded}
         for case, name, opts, label, tokens, warm in ours:
             if case not in CASES and case != "c0":
                 continue
@@ -617,11 +638,14 @@ threads: 1
             f"worker / event loop; wrk, upstream and emulator run on CPU {CPU_LOAD}.",
             "Ratios are to case (b), nginx as a plain reverse proxy, in the same run. Allocations: "
             "heap allocation calls per request (LD_PRELOAD counter, `bench/alloc_count.c`); "
-            f"syscalls: per request over a separate {STRACE_SECONDS} s run under `strace -c -f`.",
+            f"syscalls: per request over a separate {STRACE_SECONDS} s run under `strace -c -f`. "
+            "Busy: the share of its core the process under test used (req/s × CPU per request); "
+            "well below 100%, the load side on the other core set the pace, and req/s compares "
+            "the load generator more than the proxies: compare CPU µs/req then.",
             "",
             "| case | req/s | × nginx | p50 ms | p99 ms | × nginx p99 | non-2xx | Clerk calls "
-            "| CPU µs/req | × nginx CPU | allocs/req | syscalls/req | peak RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| CPU µs/req | × nginx CPU | busy | allocs/req | syscalls/req | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
 
         def ratio(x, y):
@@ -629,6 +653,12 @@ threads: 1
 
         def num(x, fmt):
             return "–" if x != x else format(x, fmt)
+
+        def busy(r):
+            # The share of its one core the process under test used: well below 100% means the
+            # load side (wrk, upstream, emulator on the other core) set the pace, not this case.
+            x = r["rps"] * r["cpu_us_per_req"] / 1e4
+            return "–" if x != x else f"{x:.0f}%"
 
         for case in ["a", "b", "c0", "c", "cl", "d", "e", "e1", "f", "g", "h"]:
             r = self.results.get(case)
@@ -642,9 +672,10 @@ threads: 1
                 + (" (" + " + ".join(f"{x:.1f}" for x in r["cpu_parts"]) + ")"
                    if r.get("cpu_parts") else "") + " "
                 f"| {ratio(r['cpu_us_per_req'], b['cpu_us_per_req']) if b else '–'} "
+                f"| {busy(r)} "
                 f"| {num(r['allocs_per_req'], '.1f')} | {num(r['syscalls_per_req'], '.2f')} "
                 f"| {num(r['rss_mib'], '.1f')} |")
-        paired = [(c, self.results[c]) for c in ["c0", "c", "cl", "e"]
+        paired = [(c, self.results[c]) for c in ["b", "c0", "c", "cl", "e"]
                   if c in self.results and self.results[c].get("rounds")]
         if paired:
             names = " ".join(f"({c})" for c, _ in paired)

@@ -185,8 +185,10 @@ public:
             co_return transport_failure(clerk_transport_error::timeout);
         }
         auto msg = std::make_shared<const request_msg>(build(req));
-        // The pool's sockets live on its event loop: the exchange runs there.
-        co_return co_await net::co_spawn(loop_of(exec_), exchange(pool_, std::move(msg), deadline),
+        // The pool's sockets live on its event loop: the exchange runs there. The executor is
+        // fetched into a local first (GCC 12 may destroy a co_await temporary twice).
+        const auto loop = loop_of(exec_);
+        co_return co_await net::co_spawn(loop, exchange(pool_, std::move(msg), deadline),
                                          net::use_awaitable);
     }
 

@@ -40,6 +40,19 @@ any_stream make_stream(tcp::socket socket, const session_env& env) {
     return any_stream(std::in_place_type<any_stream::tcp_stream>, std::move(socket));
 }
 
+std::string peer_ip_of(const tcp::socket& socket) {
+    error_code ec;
+    const auto ep = socket.remote_endpoint(ec);
+    if (ec) {
+        return {};
+    }
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; upstreams expect a.b.c.d.
+    const auto addr = ep.address();
+    return addr.is_v6() && addr.to_v6().is_v4_mapped()
+               ? net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).to_string()
+               : addr.to_string();
+}
+
 task<void> session::run() {
     accepted_ = clock::now();
     // The executor is fetched into a local first: GCC 12 mishandles temporaries of a braced
@@ -315,7 +328,14 @@ void session::close_if_idle() {
 }  // namespace session_detail
 
 task<void> run_session(net::ip::tcp::socket socket, const session_env& env) {
-    session_detail::session s(std::move(socket), env);
+    auto peer = session_detail::peer_ip_of(socket);
+    session_detail::session s(session_detail::make_stream(std::move(socket), env), std::move(peer),
+                              env);
+    co_await s.run();
+}
+
+task<void> run_session(any_stream stream, std::string peer_ip, const session_env& env) {
+    session_detail::session s(std::move(stream), std::move(peer_ip), env);
     co_await s.run();
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 namespace boost::asio::ssl {
 class context;
@@ -15,6 +16,7 @@ class context;
 
 namespace clerk::proxy {
 
+class any_stream;
 class connection_registry;
 class loop_runtime;
 class metrics;
@@ -37,5 +39,9 @@ struct session_env {
 /// access log. Every refusal is rendered from core::problem_for. Never throws for network
 /// outcomes; anything else propagates to the co_spawn handler.
 task<void> run_session(net::ip::tcp::socket socket, const session_env& env);
+
+/// The same over a stream already made (the socket-free tests: an in-memory stream), with the
+/// client address `peer_ip`. The stream is used as it is: no TLS handshake is made on it.
+task<void> run_session(any_stream stream, std::string peer_ip, const session_env& env);
 
 }  // namespace clerk::proxy

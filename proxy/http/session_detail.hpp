@@ -28,21 +28,13 @@ using clock = std::chrono::steady_clock;
 using tcp = net::ip::tcp;
 
 any_stream make_stream(tcp::socket socket, const session_env& env);
+/// The client's address as the upstream sees it (X-Forwarded-For) and the access log shows it.
+std::string peer_ip_of(const tcp::socket& socket);
 
 class session {
 public:
-    session(tcp::socket socket, const session_env& env)
-        : env_(env), stream_(make_stream(std::move(socket), env)) {
-        error_code ec;
-        const auto ep = lowest().socket().remote_endpoint(ec);
-        if (!ec) {
-            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; upstreams expect a.b.c.d.
-            const auto addr = ep.address();
-            peer_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
-                           ? net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).to_string()
-                           : addr.to_string();
-        }
-    }
+    session(any_stream stream, std::string peer_ip, const session_env& env)
+        : env_(env), stream_(std::move(stream)), peer_ip_(std::move(peer_ip)) {}
 
     task<void> run();
 
@@ -73,10 +65,10 @@ private:
 
     const session_env& env_;
     any_stream stream_;
+    std::string peer_ip_;
     beast::flat_buffer buffer_;
     connection_buffers bufs_;                      // reused by every request of the connection
     std::vector<std::string_view> authorization_;  // this request's Authorization values
-    std::string peer_ip_;
     std::uint64_t id_ = 0;
     clock::time_point accepted_;
     clock::time_point head_deadline_;

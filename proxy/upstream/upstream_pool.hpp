@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,6 +66,11 @@ public:
     task<boost::system::error_code> connect_until(connection& out,
                                                   std::chrono::steady_clock::time_point deadline);
 
+    /// How connect() makes a new connection instead of resolving, connecting and handshaking:
+    /// the socket-free tests install one that hands out in-memory streams. Set before use.
+    using connector = std::function<boost::system::error_code(connection&)>;
+    void set_connector(connector c) { connector_ = std::move(c); }
+
     /// Returns a connection whose last exchange completed cleanly and may be reused. Beyond
     /// max_idle_connections the oldest idle connection is closed.
     void release(std::unique_ptr<any_stream> s);
@@ -92,6 +98,7 @@ private:
     std::shared_ptr<boost::asio::ssl::context> tls_;
     std::mutex mu_;
     std::deque<idle_entry> idle_;  // back = most recently used
+    connector connector_;
 };
 
 }  // namespace clerk::proxy

@@ -33,11 +33,11 @@ task<void> run_forward(h2::stream_io& io, upstream_pool& pool, core::auth_decisi
 
 }  // namespace
 
-task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
+task<forward_result> forward_via_h2(exchange& ex, upstream_pool& pool) {
     const auto& cfg = *ex.rt.cfg;
     if (ex.websocket) {
-        co_return core::auth_decision{core::decision_kind::upstream_unavailable,
-                                      "upgrade_not_supported"};
+        co_return forward_result::refused(
+            {core::decision_kind::upstream_unavailable, "upgrade_not_supported"});
     }
     const auto& in = ex.parser.get();
     const auto fp = forward_params_for(ex.rt.rules, cfg, ex.id.get(), ex.peer_ip, ex.downstream_tls,
@@ -145,16 +145,15 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
                 ec = {};
             }
             if (ec) {
-                ex.client_failed = true;
                 co_await abandon();
-                co_return core::auth_decision{};
+                co_return forward_result::client_gone();
             }
             const std::size_t got = body_chunk_bytes - p.get().body().size;
             total += got;
             if (cfg.limits.max_body_bytes > 0 && total > cfg.limits.max_body_bytes) {
                 co_await abandon();
                 client_gone = false;
-                co_return core::auth_decision{core::decision_kind::body_too_large, ""};
+                co_return forward_result::refused({core::decision_kind::body_too_large, ""});
             }
             if (got > 0) {
                 req.write(reinterpret_cast<const std::uint8_t*>(chunk), got);
@@ -171,7 +170,9 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
         co_await wake.wait();
     }
     if (!head_ready) {
-        co_return result;  // nothing started: the session renders the refusal
+        // Nothing started: the session renders the refusal.
+        co_return result.allowed() ? forward_result::client_gone()
+                                   : forward_result::refused(result);
     }
     ex.status = status;
     ex.upstream_ms = io.upstream_ms;
@@ -190,27 +191,23 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
         wire += v;
         wire += "\r\n";
     }
-    bool keep =
-        ex.keep_alive && !ex.registry.draining() && (!ex.framing.has_body() || ex.body_consumed);
     const bool chunked = !no_body && !has_length && version == 11;
     if (head_end && status != 204 && status != 304 && !has_length) {
         wire += "content-length: 0\r\n";
     } else if (chunked) {
         wire += "transfer-encoding: chunked\r\n";
     } else if (!no_body && !has_length) {
-        keep = false;  // HTTP/1.0 client: close-delimited
+        ex.close_delimited = true;  // an HTTP/1.0 client: the body ends with the connection
     }
-    if (!keep) {
+    if (!ex.decide_keep_alive()) {
         wire += "connection: close\r\n";
     }
     wire += "\r\n";
-    ex.keep_alive = keep;
     ex.client.expires_after(cfg.limits.idle_timeout);
     auto [hec, hn] = co_await net::async_write(ex.client, net::buffer(wire), deferred_tuple);
     if (hec) {
-        ex.client_failed = true;
         co_await abandon();
-        co_return core::auth_decision{};
+        co_return forward_result::client_gone();
     }
     // --- the response body, pipe -> client
     if (!no_body) {
@@ -219,9 +216,8 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
                 co_await wake.wait();
             }
             if (res.aborted || (res.pending() == 0 && !res.eof)) {
-                ex.client_failed = true;  // cut: the upstream broke mid-body
-                co_await abandon();
-                co_return core::auth_decision{};
+                co_await abandon();  // cut: the upstream broke mid-body
+                co_return forward_result::client_gone();
             }
             const auto data = res.peek();
             const bool last = res.eof;
@@ -231,9 +227,8 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
             ex.client.expires_after(cfg.limits.idle_timeout);
             auto [wec, wn] = co_await net::async_write(ex.client, pieces, deferred_tuple);
             if (wec) {
-                ex.client_failed = true;
                 co_await abandon();
-                co_return core::auth_decision{};
+                co_return forward_result::client_gone();
             }
             ex.bytes += data.size();
             res.consume(data.size());
@@ -243,7 +238,7 @@ task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool) {
         }
     }
     co_await finish();
-    co_return core::auth_decision{};
+    co_return forward_result::relayed();
 }
 
 }  // namespace clerk::proxy

@@ -9,9 +9,9 @@
 namespace clerk::proxy {
 
 /// forward_request()'s contract (proxy/upstream/relay.hpp) over a multiplexed HTTP/2 upstream
-/// connection: allow once a response was relayed (or the client broke: ex.client_failed), else
-/// the refusal to render (upstream_unavailable, upstream_timeout, body_too_large). A WebSocket
-/// upgrade cannot cross HTTP/2 here: 502 upgrade_not_supported.
-task<core::auth_decision> forward_via_h2(exchange& ex, upstream_pool& pool);
+/// connection: relayed, client_gone, or refused with the answer to render (upstream_unavailable,
+/// upstream_timeout, body_too_large). A WebSocket upgrade cannot cross HTTP/2 here: 502
+/// upgrade_not_supported.
+task<forward_result> forward_via_h2(exchange& ex, upstream_pool& pool);
 
 }  // namespace clerk::proxy

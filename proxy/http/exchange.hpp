@@ -3,6 +3,7 @@
 //
 // One request/response on a downstream connection: the state the session phases and the relay
 // share. Lives in the session coroutine's frame for the duration of one request.
+#include "core/auth_decision.hpp"
 #include "core/path_normalizer.hpp"
 #include "core/verification_cache.hpp"
 #include "proxy/http/connection_registry.hpp"
@@ -55,6 +56,21 @@ struct connection_buffers {
     core::normalized_target target;  ///< the current request's normalized target
 };
 
+/// How forwarding one request to the upstream ended (proxy/upstream/relay.hpp).
+struct forward_result {
+    enum class end : std::uint8_t {
+        relayed,      ///< a response (or a tunnel) went to the client; ex.keep_alive says more
+        client_gone,  ///< the client connection broke or was cut: close without writing
+        refused,      ///< nothing of a response was written: the session answers `refusal`
+    };
+    end how = end::relayed;
+    core::auth_decision refusal{};  ///< refused: the §6 answer (502, 504, 413, 400) and reason
+
+    static forward_result relayed() { return {}; }
+    static forward_result client_gone() { return {end::client_gone, {}}; }
+    static forward_result refused(core::auth_decision d) { return {end::refused, d}; }
+};
+
 struct exchange {
     exchange(any_stream& c, beast::flat_buffer& b, request_parser<http::buffer_body>& p,
              const runtime& r, const connection_registry& reg, connection_buffers& bufs,
@@ -99,7 +115,8 @@ struct exchange {
     std::shared_ptr<const core::identity> id;  ///< set when authenticated
     std::optional<core::token_type> token_type;
     std::optional<core::cache_result> cache;
-    bool keep_alive = true;  ///< the client may send another request after this one
+    bool client_keep_alive = false;    ///< the head asks to go on (HTTP/1.1 default, 1.0 opt-in)
+    bool request_end_unknown = false;  ///< its framing was refused: nothing after it can be read
     bool websocket = false;  ///< a WebSocket upgrade to forward (proxy/http/message_rules.hpp)
 
     // --- the outcome
@@ -108,8 +125,22 @@ struct exchange {
     std::optional<std::uint64_t> bytes_in;  ///< a tunnel's bytes client -> upstream
     bool status_counted = false;            ///< requests_total already has it (a 101)
     std::optional<double> upstream_ms;
-    bool body_consumed = false;  ///< the request body was read completely
-    bool client_failed = false;  ///< the client stream broke: close without writing
+    bool body_consumed = false;    ///< the request body was read completely
+    bool close_delimited = false;  ///< the response body ends when the connection closes
+    bool keep_alive = false;       ///< decided by decide_keep_alive(), announced in the head
+
+    /// The keep-alive rule, the one place it is decided: called by whoever renders the response
+    /// head (the relay, a refusal, the forward-auth answer), which announces the result. The
+    /// connection serves another request when the client asked for it, the request's end is
+    /// known and its body (if any) was read to the end, the response's end is known without a
+    /// close, the request was not an upgrade (switched: the connection carries the tunnel;
+    /// refused: the client may already be sending frames), and no drain is under way.
+    bool decide_keep_alive() {
+        keep_alive = client_keep_alive && !request_end_unknown &&
+                     (!framing.has_body() || body_consumed) && !close_delimited && !websocket &&
+                     !registry.draining();
+        return keep_alive;
+    }
 };
 
 }  // namespace clerk::proxy

@@ -99,7 +99,7 @@ task<void> session::run() {
         const auto wall_start = std::chrono::system_clock::now();
         const bool keep = co_await serve(ex);
         log_exchange(ex, wall_start);
-        if (!keep || ex.client_failed) {
+        if (!keep) {
             break;
         }
     }
@@ -181,7 +181,7 @@ task<bool> session::serve(exchange& ex) {
     }
     const auto& head = ex.parser.get();
     request_id_for(head, ex.request_id);
-    ex.keep_alive = head.keep_alive() && !env_.registry->draining();
+    ex.client_keep_alive = head.keep_alive();
     const bool check = cfg.mode == config::proxy_mode::forward_auth;
     // Forward-auth (a gateway's check request): the rules apply to the original request it
     // describes; its body, if any, is never read, so the connection closes after the answer.
@@ -192,12 +192,10 @@ task<bool> session::serve(exchange& ex) {
     const auto framing = check_request_framing(head, head.version(),
                                                check ? 0 : cfg.limits.max_body_bytes, ex.framing);
     if (!framing.allowed()) {
-        ex.keep_alive = false;  // the body's extent is unknown: the connection cannot continue
+        ex.request_end_unknown = true;  // the body's extent is unknown
         co_return co_await refuse(ex, framing);
     }
-    if (check && ex.framing.has_body()) {
-        ex.keep_alive = false;
-    }
+    // (In forward-auth mode a body is never read: the keep-alive rule closes after the answer.)
     // A WebSocket handshake (never in forward-auth mode, never with a body): authenticated
     // like any request, then tunnelled on the upstream's 101.
     ex.websocket = !check && !ex.framing.has_body() &&
@@ -229,13 +227,15 @@ task<bool> session::serve(exchange& ex) {
         co_return co_await refuse(ex, {core::decision_kind::upstream_unavailable, "no_upstream"});
     }
     const auto forwarded = co_await forward_request(ex, *upstream, *env_.m);
-    if (ex.client_failed) {
-        co_return false;
+    switch (forwarded.how) {
+        case forward_result::end::relayed:
+            co_return ex.keep_alive;
+        case forward_result::end::client_gone:
+            co_return false;
+        case forward_result::end::refused:
+            break;
     }
-    if (!forwarded.allowed()) {
-        co_return co_await refuse(ex, forwarded);
-    }
-    co_return ex.keep_alive && !env_.registry->draining();
+    co_return co_await refuse(ex, forwarded.refusal);
 }
 
 // --- phase: read the request head (header_timeout, max_header_bytes)
@@ -252,7 +252,7 @@ task<bool> session::read_head(exchange& ex) {
     }
     // Refusals before the head was understood: the rest of the stream is unknown, so the
     // connection closes after the answer.
-    ex.keep_alive = false;
+    ex.request_end_unknown = true;
     generate_request_id(ex.request_id);
     if (ec == http::error::header_limit) {
         co_await refuse(ex, {core::decision_kind::headers_too_large, ""});

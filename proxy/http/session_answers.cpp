@@ -19,16 +19,15 @@ namespace clerk::proxy::session_detail {
 // --- phase (forward-auth): the original request may pass; the gateway copies the identity
 task<bool> session::answer_allowed(exchange& ex) {
     const unsigned version = ex.parser.get().version() == 10 ? 10 : 11;
-    const bool keep = ex.keep_alive && !env_.registry->draining();
+    ex.status = 200;
+    const bool keep = ex.decide_keep_alive();
     ex.wire.clear();
     append_check_allowed(ex.wire, version, keep, ex.request_id, ex.rt.rules, ex.id.get(),
                          ex.scratch);
-    ex.status = 200;
     linger_ = !keep;
     stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
     auto [ec, n] = co_await net::async_write(stream_, net::buffer(ex.wire), deferred_tuple);
     if (ec) {
-        ex.client_failed = true;
         co_return false;
     }
     co_return keep;
@@ -63,13 +62,10 @@ task<bool> session::refuse(exchange& ex, core::auth_decision d) {
         res.set("grpc-message", core::grpc_message_for(d.kind, d.reason));
         res.body().clear();
     }
-    const bool body_pending = ex.framing.has_body() && !ex.body_consumed;
-    // A refused upgrade closes: the client may already be sending frames.
-    const bool keep = ex.keep_alive && !body_pending && !ex.websocket && !env_.registry->draining();
+    ex.status = spec.status;
+    const bool keep = ex.decide_keep_alive();
     res.keep_alive(keep);
     res.prepare_payload();
-    ex.status = spec.status;
-    ex.keep_alive = keep;
     linger_ = !keep;
 
     stream_.expires_after(ex.rt.cfg->limits.idle_timeout);
@@ -84,7 +80,6 @@ task<bool> session::refuse(exchange& ex, core::auth_decision d) {
         ex.bytes = res.body().size();
     }
     if (ec) {
-        ex.client_failed = true;
         co_return false;
     }
     co_return keep;

@@ -99,9 +99,9 @@ public:
                 std::visit(
                     [&handler](auto& s) {
                         if constexpr (is_memory<decltype(s)>) {
-                            net::post(s.get_executor(), beast::bind_front_handler(
-                                                            std::move(handler),
-                                                            boost::system::error_code{}));
+                            net::post(s.get_executor(),
+                                      beast::bind_front_handler(std::move(handler),
+                                                                boost::system::error_code{}));
                         } else {
                             beast::get_lowest_layer(s).socket().async_wait(
                                 net::socket_base::wait_read, std::move(handler));

@@ -24,7 +24,7 @@ const std::shared_ptr<spdlog::logger>& upstream_log() {
     return log;
 }
 
-task<core::auth_decision> relay::run() {
+task<forward_result> relay::run() {
     build_request_head();
     started_ = clock::now();
     for (int attempt = 0;; ++attempt) {
@@ -35,26 +35,26 @@ task<core::auth_decision> relay::run() {
         }
         if (ec) {
             log_->warn("[r{}] upstream connect failed: {}", ex_.request_id, ec.message());
-            co_return core::auth_decision{
-                core::decision_kind::upstream_unavailable,
-                ec == beast::error::timeout ? "connect_timeout" : "connect_failed"};
+            co_return forward_result::refused(
+                {core::decision_kind::upstream_unavailable,
+                 ec == beast::error::timeout ? "connect_timeout" : "connect_failed"});
         }
         ex_.up_buffer.clear();
-        const step s = co_await exchange_once();
-        if (s == step::ok) {
-            co_return core::auth_decision{};
+        const outcome o = co_await exchange_once();
+        if (o.then == outcome::next::done) {
+            co_return forward_result::relayed();
         }
-        const bool reused = conn_.reused;
         discard_upstream();
-        if (s == step::retry && attempt == 0 && reused) {
+        if (o.then == outcome::next::client_gone) {
+            co_return forward_result::client_gone();
+        }
+        // The one-retry rule: once, and only after a pooled connection failed.
+        if (o.then == outcome::next::retry && attempt == 0 && conn_.reused) {
             log_->debug("[r{}] pooled upstream connection was closed; retrying on a new one",
                         ex_.request_id);
             continue;
         }
-        if (s == step::retry) {
-            failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
-        }
-        co_return failure_;
+        co_return forward_result::refused(o.refusal);
     }
 }
 
@@ -91,39 +91,37 @@ void relay::build_request_head() {
     expect_continue_ = ex_.framing.has_body() && beast::iequals(expect, "100-continue");
 }
 
-task<step> relay::exchange_once() {
+task<outcome> relay::exchange_once() {
     // The head (and an empty body) upstream.
     auto& up = *conn_.stream;
     up.expires_after(cfg_.upstream.timeout);
     if (auto [ec, n] = co_await net::async_write(up, net::buffer(ex_.wire), deferred_tuple); ec) {
         // Nothing of the client's body was consumed and the upstream cannot have a complete
         // request: sending it again on a fresh connection is safe for any method.
-        failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
-        co_return conn_.reused ? step::retry : step::fail;
+        co_return outcome::upstream_failed(conn_.reused, "upstream_write_failed");
     }
     if (expect_continue_) {
-        if (auto s = co_await await_continue(); s != step::ok) {
-            co_return s;
+        if (auto o = co_await await_continue(); o.then != outcome::next::go_on) {
+            co_return o;
         }
     }
     if (!early_final_ && ex_.framing.has_body()) {
-        if (auto s = co_await send_body(); s != step::ok) {
-            co_return s;
+        if (auto o = co_await send_body(); o.then != outcome::next::go_on) {
+            co_return o;
         }
     }
     if (!early_final_) {
-        if (auto s = co_await read_response_head(); s != step::ok) {
-            co_return s;
+        if (auto o = co_await read_response_head(); o.then != outcome::next::go_on) {
+            co_return o;
         }
     }
-    co_await send_response();
-    co_return step::ok;
+    co_return co_await send_response();
 }
 
 // --- phase: Expect: 100-continue. The upstream gets a moment to answer 100 (relayed) or a
 // final status (relayed; the body is never read). A silent upstream is treated as a 100
 // (RFC 9110 §10.1.1 lets a client proceed after a while; the proxy does it on its behalf).
-task<step> relay::await_continue() {
+task<outcome> relay::await_continue() {
     using namespace net::experimental::awaitable_operators;
     auto& up = *conn_.stream;
     const auto executor = co_await net::this_coro::executor;
@@ -137,14 +135,13 @@ task<step> relay::await_continue() {
         auto [ec, n] =
             co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, deferred_tuple);
         if (ec) {
-            failure_ = {core::decision_kind::upstream_unavailable, "upstream_closed"};
-            co_return conn_.reused ? step::retry : step::fail;
+            co_return outcome::upstream_failed(conn_.reused, "upstream_closed");
         }
         const int st = res_parser_->get().result_int();
         if (st >= 200) {
             early_final_ = true;
             note_response_head();
-            co_return step::ok;
+            co_return outcome::go_on();
         }
         res_parser_.reset();
     }
@@ -152,15 +149,13 @@ task<step> relay::await_continue() {
     static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
     auto [ec, n] = co_await net::async_write(ex_.client, net::buffer(cont), deferred_tuple);
     if (ec) {
-        ex_.client_failed = true;
-        failure_ = {core::decision_kind::bad_request, "client_closed"};
-        co_return step::fail;
+        co_return outcome::client_gone();
     }
-    co_return step::ok;
+    co_return outcome::go_on();
 }
 
 // --- phase: stream the request body client -> upstream in bounded chunks
-task<step> relay::send_body() {
+task<outcome> relay::send_body() {
     auto& p = ex_.parser;
     auto& up = *conn_.stream;
     const std::uint64_t limit = cfg_.limits.max_body_bytes;
@@ -179,21 +174,20 @@ task<step> relay::send_body() {
         if (ec) {
             // A malformed chunk still gets an answer; a broken, idle or too slow (slowloris
             // body) connection cannot: it is cut.
-            ex_.client_failed = !is_parse_error(ec);
-            failure_ = {core::decision_kind::bad_request,
-                        ec == beast::error::timeout ? "client_too_slow" : "invalid_body"};
+            if (is_parse_error(ec)) {
+                co_return outcome::refuse(core::decision_kind::bad_request, "invalid_body");
+            }
             if (ec == beast::error::timeout) {
                 log_->info("[r{}] request body: client too slow ({} bytes), cut", ex_.request_id,
                            total);
             }
-            co_return step::fail;
+            co_return outcome::client_gone();
         }
         const std::size_t got = body_chunk_bytes - p.get().body().size;
         budget.account(clock::now() - t0, got);
         total += got;
         if (limit > 0 && total > limit) {
-            failure_ = {core::decision_kind::body_too_large, ""};
-            co_return step::fail;
+            co_return outcome::refuse(core::decision_kind::body_too_large);
         }
         if (got == 0) {
             continue;
@@ -201,8 +195,7 @@ task<step> relay::send_body() {
         up.expires_after(cfg_.upstream.timeout);
         auto [wec, wn] = co_await write_body_piece(up, got, ex_.framing.chunked, {}, false);
         if (wec) {
-            failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
-            co_return step::fail;
+            co_return outcome::upstream_failed(false, "upstream_write_failed");
         }
     }
     ex_.body_consumed = true;
@@ -213,15 +206,14 @@ task<step> relay::send_body() {
             co_await net::async_write(up, net::buffer(last_chunk), deferred_tuple);
     }
     if (ec) {
-        failure_ = {core::decision_kind::upstream_unavailable, "upstream_write_failed"};
-        co_return step::fail;
+        co_return outcome::upstream_failed(false, "upstream_write_failed");
     }
-    co_return step::ok;
+    co_return outcome::go_on();
 }
 
 }  // namespace relay_detail
 
-task<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
+task<forward_result> forward_request(exchange& ex, upstream_pool& pool, metrics& m) {
     if (pool.settings().protocol != config::upstream_protocol::http1) {
         const auto d = co_await forward_via_h2(ex, pool);
         if (ex.upstream_ms) {

@@ -12,11 +12,13 @@
 
 namespace clerk::proxy {
 
-/// Runs the exchange against `pool`. Returns allow when a response was relayed (or the client
-/// broke: ex.client_failed), or the refusal the session must render itself because no response
-/// has started: upstream_unavailable (connect failed, upstream reset), upstream_timeout (no
-/// response head within upstream.timeout), body_too_large (a chunked body crossed
-/// max_body_bytes). Never throws for network outcomes.
-task<core::auth_decision> forward_request(exchange& ex, upstream_pool& pool, metrics& m);
+/// Runs the exchange against `pool`: relayed when a response (or a tunnel) went to the client
+/// (ex.keep_alive then says whether the connection goes on), client_gone when the client
+/// connection broke or was cut, or refused with what the session must answer itself because
+/// nothing of a response was written: upstream_unavailable (connect failed, upstream closed or
+/// answered something that is not HTTP), upstream_timeout (no response head within
+/// upstream.timeout), body_too_large (a chunked body crossed max_body_bytes), bad_request (a
+/// malformed request body). Never throws for network outcomes.
+task<forward_result> forward_request(exchange& ex, upstream_pool& pool, metrics& m);
 
 }  // namespace clerk::proxy

@@ -39,16 +39,40 @@ inline bool is_idempotent(std::string_view m) {
 /// Fetched once: get_logger() takes a lock and a map lookup, too much for every request.
 const std::shared_ptr<spdlog::logger>& upstream_log();
 
-enum class step { ok, retry, fail };
+/// What a phase of the relay came to: one value, nothing left on the side.
+struct outcome {
+    enum class next : std::uint8_t {
+        go_on,        ///< on to the next phase
+        done,         ///< the response (or tunnel) went to the client
+        client_gone,  ///< the client connection broke or was cut
+        refuse,       ///< nothing of a response was written: the proxy answers `refusal`
+        retry,        ///< as refuse, unless the one-retry rule allows a fresh connection
+    };
+    next then = next::go_on;
+    core::auth_decision refusal{};  ///< refuse, retry: the §6 answer and its reason
 
-/// One forwarded exchange. Phases are short coroutines run in order by run(); `failure_` says
-/// what to answer when a phase returns step::fail before the response started.
+    static outcome go_on() { return {}; }
+    static outcome done() { return {next::done, {}}; }
+    static outcome client_gone() { return {next::client_gone, {}}; }
+    static outcome refuse(core::decision_kind k, std::string_view reason = "") {
+        return {next::refuse, {k, reason}};
+    }
+    /// The upstream connection failed before anything of the response arrived: sent again on a
+    /// fresh connection when `retry` (the one-retry rule), else a 502 with `reason`.
+    static outcome upstream_failed(bool retry, std::string_view reason) {
+        return {retry ? next::retry : next::refuse,
+                {core::decision_kind::upstream_unavailable, reason}};
+    }
+};
+
+/// One forwarded exchange. Phases are short coroutines run in order by run(), each returning
+/// an outcome.
 class relay {
 public:
     relay(exchange& ex, upstream_pool& pool, metrics& m)
         : ex_(ex), pool_(pool), m_(m), cfg_(*ex.rt.cfg), log_(upstream_log()) {}
 
-    task<core::auth_decision> run();
+    task<forward_result> run();
 
 private:
     /// One write of `prefix` (a head, or nothing), then `size` bytes of the body chunk, framed
@@ -66,9 +90,9 @@ private:
 
     // Request side (relay.cpp).
     void build_request_head();
-    task<step> exchange_once();
-    task<step> await_continue();
-    task<step> send_body();
+    task<outcome> exchange_once();
+    task<outcome> await_continue();
+    task<outcome> send_body();
 
     /// The one-retry rule: a request that nothing was consumed for and that may be repeated.
     bool can_retry() const { return !ex_.framing.has_body() && is_idempotent(ex_.method); }
@@ -76,9 +100,9 @@ private:
     // Response side (response_relay.cpp).
     void prepare_response_parser();
     void note_response_head();
-    task<step> read_response_head();
-    task<void> switch_protocols();
-    task<void> send_response();
+    task<outcome> read_response_head();
+    task<outcome> switch_protocols();
+    task<outcome> send_response();
     error_code parse_buffered_body(response_parser<http::buffer_body>& rp, std::size_t& got);
     void release_if_done();
     void finish_upstream(bool reusable);
@@ -99,7 +123,6 @@ private:
     const std::shared_ptr<spdlog::logger>& log_;
     upstream_pool::connection conn_;
     std::optional<response_parser<http::buffer_body>> res_parser_;
-    core::auth_decision failure_{core::decision_kind::upstream_unavailable, ""};
     clock::time_point started_;
     bool expect_continue_ = false;
     bool early_final_ = false;

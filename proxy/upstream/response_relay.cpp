@@ -33,7 +33,7 @@ void relay::note_response_head() {
 }
 
 // --- phase: wait for the response head (upstream.timeout), skipping interim responses
-task<step> relay::read_response_head() {
+task<outcome> relay::read_response_head() {
     auto& up = *conn_.stream;
     for (;;) {
         res_parser_.emplace();
@@ -42,18 +42,16 @@ task<step> relay::read_response_head() {
         auto [ec, n] =
             co_await http::async_read_header(up, ex_.up_buffer, *res_parser_, deferred_tuple);
         if (ec == beast::error::timeout) {
-            failure_ = {core::decision_kind::upstream_timeout, ""};
-            co_return step::fail;
+            co_return outcome::refuse(core::decision_kind::upstream_timeout);
         }
         if (ec) {
             // A reused connection that the upstream closed before answering: the request may
             // or may not have been processed, so only idempotent requests without a body
             // (nothing consumed from the client) are sent again.
             const bool invalid = is_parse_error(ec);
-            failure_ = {core::decision_kind::upstream_unavailable,
-                        invalid ? "invalid_response" : "upstream_closed"};
             const bool retry = conn_.reused && !invalid && ex_.up_buffer.size() == 0 && can_retry();
-            co_return retry ? step::retry : step::fail;
+            co_return outcome::upstream_failed(retry,
+                                               invalid ? "invalid_response" : "upstream_closed");
         }
         const int st = res_parser_->get().result_int();
         if (st == 101) {
@@ -61,33 +59,32 @@ task<step> relay::read_response_head() {
                 break;  // switching protocols: the tunnel (send_response)
             }
             // A 101 nobody asked for: the connection's protocol is unknown from here on.
-            failure_ = {core::decision_kind::upstream_unavailable, "upgrade_not_supported"};
-            co_return step::fail;
+            co_return outcome::upstream_failed(false, "upgrade_not_supported");
         }
         if (st >= 200) {
             break;
         }
     }
     note_response_head();
-    co_return step::ok;
+    co_return outcome::go_on();
 }
 
 // --- phase (WebSocket): the upstream switched protocols; relay its 101, then bytes both
 // ways until either side closes (docs/reference.md §13). Identity was checked at the upgrade;
 // the tunnel ends at the token's known expiration at the latest.
-task<void> relay::switch_protocols() {
-    co_await serve_upgrade(ex_, res_parser_->get(), *conn_.stream, m_);
+task<outcome> relay::switch_protocols() {
+    const bool ok = co_await serve_upgrade(ex_, res_parser_->get(), *conn_.stream, m_);
     discard_upstream();  // never pooled: it carried the tunnel
+    co_return ok ? outcome::done() : outcome::client_gone();
 }
 
 // --- phase: relay the response upstream -> client
-task<void> relay::send_response() {
+task<outcome> relay::send_response() {
     auto& rp = *res_parser_;
     const auto& up_res = rp.get();
     const int st = up_res.result_int();
     if (st == 101) {
-        co_await switch_protocols();
-        co_return;
+        co_return co_await switch_protocols();
     }
     const unsigned client_version = ex_.parser.get().version() == 10 ? 10 : 11;
 
@@ -98,8 +95,7 @@ task<void> relay::send_response() {
     append_status_line(head, client_version, static_cast<unsigned>(st), up_res.reason());
     append_response_headers(up_res, ex_.request_id, head);
 
-    bool keep = ex_.keep_alive && !ex_.registry.draining() &&
-                (!ex_.framing.has_body() || ex_.body_consumed);
+    ex_.status = st;
     const bool no_body = ex_.method == "HEAD" || st == 204 || st == 304;
     bool chunked = false;
     if (no_body) {
@@ -120,27 +116,26 @@ task<void> relay::send_response() {
         head += "Transfer-Encoding: chunked\r\n";
         chunked = true;
     } else {
-        keep = false;  // close-delimited body for an HTTP/1.0 client
+        ex_.close_delimited = true;  // an HTTP/1.0 client: the body ends with the connection
     }
     // The upstream's Connection header was dropped with the hop-by-hop ones.
+    const bool keep = ex_.decide_keep_alive();
     if (client_version >= 11 && !keep) {
         head += "Connection: close\r\n";
     } else if (client_version == 10 && keep) {
         head += "Connection: keep-alive\r\n";
     }
     head += "\r\n";
-    ex_.keep_alive = keep;
-    ex_.status = st;
 
     // Whatever of the body arrived with the head is parsed now, without I/O, so that a
     // small response leaves in one write (head and body gathered), not three.
     std::size_t first = 0;
     if (!no_body) {
         if (auto err = parse_buffered_body(rp, first)) {
+            // Nothing was written to the client yet: it gets a 502 (run() discards the
+            // connection).
             log_->warn("[r{}] upstream response body invalid: {}", ex_.request_id, err.message());
-            ex_.client_failed = true;
-            discard_upstream();
-            co_return;
+            co_return outcome::upstream_failed(false, "invalid_response");
         }
     }
     // The upstream connection goes back to the pool as soon as its response has been read
@@ -160,12 +155,10 @@ task<void> relay::send_response() {
         ex_.bytes += first;
     }
     if (ec) {
-        ex_.client_failed = true;
-        discard_upstream();
-        co_return;
+        co_return outcome::client_gone();
     }
     if (no_body || rp.is_done()) {
-        co_return;
+        co_return outcome::done();
     }
 
     auto& up = *conn_.stream;
@@ -179,9 +172,7 @@ task<void> relay::send_response() {
             // The upstream broke mid-body: the client cannot be told, only cut off.
             log_->warn("[r{}] upstream response body incomplete: {}", ex_.request_id,
                        rec.message());
-            ex_.client_failed = true;
-            discard_upstream();
-            co_return;
+            co_return outcome::client_gone();
         }
         const std::size_t got = body_chunk_bytes - rp.get().body().size;
         const bool done = rp.is_done();
@@ -196,16 +187,15 @@ task<void> relay::send_response() {
         auto [wec, wn] = co_await write_body_piece(ex_.client, got, chunked, {}, done);
         budget.account(clock::now() - t0, got);
         if (wec) {
-            ex_.client_failed = true;
             if (wec == beast::error::timeout) {
                 log_->info("[r{}] response body: client too slow ({} bytes), cut", ex_.request_id,
                            ex_.bytes);
             }
-            discard_upstream();
-            co_return;
+            co_return outcome::client_gone();
         }
         ex_.bytes += got;
     }
+    co_return outcome::done();
 }
 
 /// Parses the response body bytes already in ex_.up_buffer (read with the head) into the body

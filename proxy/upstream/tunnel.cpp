@@ -111,7 +111,7 @@ task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pe
     co_return s.result;
 }
 
-task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
+task<bool> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
                          any_stream& upstream, metrics& m) {
     const auto& cfg = *ex.rt.cfg;
     auto& head = ex.wire;
@@ -120,7 +120,6 @@ task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields
     append_response_headers(response, ex.request_id, head, /*switching=*/true);
     head += "\r\n";
     ex.status = 101;
-    ex.keep_alive = false;
     ex.client.expires_after(cfg.limits.idle_timeout);
     // The gauge counts the tunnel before the client can see the 101: whoever got the 101 and
     // looks at the metrics finds it there.
@@ -128,8 +127,7 @@ task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields
     auto [ec, n] = co_await net::async_write(ex.client, net::buffer(head), deferred_tuple);
     if (ec) {
         m.tunnel_closed();
-        ex.client_failed = true;
-        co_return;
+        co_return false;
     }
     m.request_done(101);  // counted at the upgrade; logged when the tunnel closes
     ex.status_counted = true;
@@ -153,7 +151,7 @@ task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields
                r.to_upstream, r.to_client);
     ex.bytes = r.to_client;
     ex.bytes_in = r.to_upstream;
-    ex.client_failed = true;  // the client connection is closed with the tunnel
+    co_return true;  // the client connection closes with the tunnel (the keep-alive rule)
 }
 
 }  // namespace clerk::proxy

@@ -40,8 +40,9 @@ task<tunnel_result> run_tunnel(any_stream& client, beast::flat_buffer& client_pe
 /// The upgrade half of the relay: writes the upstream's 101 (`response`, its fields rewritten
 /// with `Connection: upgrade` and `Upgrade: websocket`) to the client, counts it, and runs the
 /// tunnel with the limits of `ex.rt.cfg` and the identity's expiration; records the tunnel's
-/// bytes in `ex` and marks the client connection finished. The caller discards `upstream`.
-task<void> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
+/// bytes in `ex`. False when the 101 could not be written. The caller discards `upstream`; the
+/// client connection ends with the tunnel.
+task<bool> serve_upgrade(exchange& ex, const http::response_header<header_fields>& response,
                          any_stream& upstream, metrics& m);
 
 }  // namespace clerk::proxy

@@ -131,11 +131,14 @@ public:
             return {};
         });
         auth_ = std::make_shared<token_table>();
-        auto cache = std::make_shared<core::verification_cache>(
-            core::cache_options{}, core::system_clock::instance());
-        holder_.store(std::make_shared<proxy::runtime>(
-            proxy::runtime{loaded.cfg, core::header_rules(loaded.cfg->headers), auth_,
-                           std::move(cache), {pool_}}));
+        auto cache = std::make_shared<core::verification_cache>(core::cache_options{},
+                                                                core::system_clock::instance());
+        holder_.store(
+            std::make_shared<proxy::runtime>(proxy::runtime{loaded.cfg,
+                                                            core::header_rules(loaded.cfg->headers),
+                                                            auth_,
+                                                            std::move(cache),
+                                                            {pool_}}));
         pin_ = std::make_unique<proxy::loop_runtime>(holder_);
         env_.runtime = pin_.get();
         env_.registry = &registry_;
@@ -242,6 +245,12 @@ public:
 
     token_table& auth() { return *auth_; }
 
+    /// Starts a drain (SIGTERM's first step) and lets the loop run.
+    void drain() {
+        registry_.drain();
+        settle();
+    }
+
 private:
     void settle() {
         for (int i = 0; i < 1000; ++i) {
@@ -317,8 +326,7 @@ private:
 
 std::string get(std::string_view target, std::string_view extra = "") {
     return "GET " + std::string(target) +
-           " HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n" + std::string(extra) +
-           "\r\n";
+           " HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n" + std::string(extra) + "\r\n";
 }
 
 std::string reason_of(const http::response<http::string_body>& r) {
@@ -333,8 +341,9 @@ TEST_CASE("session: a request goes upstream with the verified identity, the clie
     harness h;
     h.acts = {upstream_act::answer};
     h.connect_client();
-    h.send("GET /api/items?x=1 HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
-           "X-Clerk-Subject: mch_forged\r\nX-Clerk-Scopes: admin\r\n\r\n");
+    h.send(
+        "GET /api/items?x=1 HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
+        "X-Clerk-Subject: mch_forged\r\nX-Clerk-Scopes: admin\r\n\r\n");
 
     REQUIRE(h.seen.size() == 1);
     const auto& up = h.seen[0];
@@ -371,8 +380,7 @@ TEST_CASE("session: a token that needs an awaited verification is forwarded the 
     CHECK(res[0].result_int() == 200);
 }
 
-TEST_CASE("session: refusals are answered by the proxy and never reach the upstream",
-          "[session]") {
+TEST_CASE("session: refusals are answered by the proxy and never reach the upstream", "[session]") {
     harness h;
     h.acts = {upstream_act::answer};
     h.connect_client();
@@ -408,8 +416,7 @@ TEST_CASE("session: refusals are answered by the proxy and never reach the upstr
     }
 }
 
-TEST_CASE("session: a malformed request is answered 400 and the connection closed",
-          "[session]") {
+TEST_CASE("session: a malformed request is answered 400 and the connection closed", "[session]") {
     harness h;
     h.connect_client();
     h.send("THIS IS NOT HTTP\r\n\r\n");
@@ -478,8 +485,9 @@ TEST_CASE("session: the connection ends when the client asks for it", "[session]
         CHECK(h.session_done);
     }
     SECTION("HTTP/1.0 with keep-alive stays open") {
-        h.send("GET /old HTTP/1.0\r\nHost: svc\r\nConnection: keep-alive\r\n"
-               "Authorization: Bearer good\r\n\r\n");
+        h.send(
+            "GET /old HTTP/1.0\r\nHost: svc\r\nConnection: keep-alive\r\n"
+            "Authorization: Bearer good\r\n\r\n");
         const auto res = h.responses();
         REQUIRE(res.size() == 1);
         CHECK(res[0].version() == 10);
@@ -493,15 +501,17 @@ TEST_CASE("relay: a request body is streamed upstream with its framing", "[relay
     h.acts = {upstream_act::answer};
     h.connect_client();
     SECTION("Content-Length") {
-        h.send("POST /upload HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
-               "Content-Length: 11\r\n\r\nhello world");
+        h.send(
+            "POST /upload HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
+            "Content-Length: 11\r\n\r\nhello world");
         REQUIRE(h.seen.size() == 1);
         CHECK(h.seen[0].body == "hello world");
         CHECK(h.seen[0].fields[http::field::content_length] == "11");
     }
     SECTION("chunked") {
-        h.send("POST /upload HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        h.send(
+            "POST /upload HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
         REQUIRE(h.seen.size() == 1);
         CHECK(h.seen[0].body == "hello world");
     }
@@ -595,8 +605,9 @@ TEST_CASE("relay: the one-retry rule", "[relay]") {
     SECTION("a POST with a body is never sent twice") {
         h.pool_idle(upstream_act::close_after_request);
         h.acts = {upstream_act::answer};
-        h.send("POST /pay HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
-               "Content-Length: 3\r\n\r\nabc");
+        h.send(
+            "POST /pay HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
+            "Content-Length: 3\r\n\r\nabc");
         const auto res = h.responses();
         REQUIRE(res.size() == 1);
         CHECK(res[0].result_int() == 502);
@@ -607,11 +618,44 @@ TEST_CASE("relay: the one-retry rule", "[relay]") {
     SECTION("a POST without a body is not retried either (not idempotent)") {
         h.pool_idle(upstream_act::close_after_request);
         h.acts = {upstream_act::answer};
-        h.send("POST /act HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
-               "Content-Length: 0\r\n\r\n");
+        h.send(
+            "POST /act HTTP/1.1\r\nHost: svc\r\nAuthorization: Bearer good\r\n"
+            "Content-Length: 0\r\n\r\n");
         const auto res = h.responses();
         REQUIRE(res.size() == 1);
         CHECK(res[0].result_int() == 502);
         CHECK(h.connects == 0);
+    }
+}
+
+TEST_CASE("session: the keep-alive rule closes where the next request cannot be trusted",
+          "[session]") {
+    harness h;
+    h.acts = {upstream_act::answer};
+    h.connect_client();
+    SECTION("an upgrade the upstream answered without switching protocols") {
+        h.send(get("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n"));
+        const auto res = h.responses();
+        REQUIRE(res.size() == 1);
+        CHECK(res[0].result_int() == 200);
+        CHECK_FALSE(res[0].keep_alive());  // the client may already be sending frames
+        CHECK(h.session_done);
+    }
+    SECTION("a request body the client had not finished: refused and closed") {
+        h.send("POST /big HTTP/1.1\r\nHost: svc\r\nContent-Length: 100\r\n\r\npartial");
+        const auto res = h.responses();
+        REQUIRE(res.size() == 1);
+        CHECK(res[0].result_int() == 401);  // no token; its body was never read
+        CHECK_FALSE(res[0].keep_alive());
+        CHECK(h.connects == 0);
+    }
+    SECTION("a drain closes an idle connection") {
+        h.send(get("/a"));
+        CHECK(h.responses().size() == 1);
+        CHECK_FALSE(h.session_done);
+        h.drain();
+        CHECK(h.session_done);
     }
 }

@@ -118,12 +118,18 @@ def upload(request_iterator, context):
     return str(sum(len(r) for r in request_iterator)).encode()
 
 
+def slow(request, context):
+    time.sleep(3)  # past the timeout proxy's upstream.timeout (1 s)
+    return b"late"
+
+
 server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=16))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {
     "Unary": grpc.unary_unary_rpc_method_handler(unary),
     "Stream": grpc.unary_stream_rpc_method_handler(stream),
     "Fails": grpc.unary_unary_rpc_method_handler(fails),
     "Upload": grpc.stream_unary_rpc_method_handler(upload),
+    "Slow": grpc.unary_unary_rpc_method_handler(slow),
 }),))
 grpc_port = server.add_insecure_port("127.0.0.1:0")
 server.start()
@@ -176,7 +182,8 @@ threading.Thread(target=echo.serve_forever, daemon=True).start()
 # --- TLS certificate for the ALPN check
 cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                "-out", cert, "-days", "1", "-subj", "/CN=localhost"], check=True,
+                "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True,
                capture_output=True)
 
 
@@ -280,6 +287,16 @@ stall_port, _ = plain_proxy("stall-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n
                            f'upstream:\n  url: "http://127.0.0.1:{echo.server_address[1]}"\n'
                            'limits:\n  idle_timeout: 1s\n' + common)
 
+# gRPC with an upstream.timeout shorter than the call (DEADLINE_EXCEEDED), and gRPC over TLS
+# (ALPN h2) to the proxy with h2c to the server.
+grpc_timeout_port, _ = plain_proxy("grpc-timeout-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+                                   f'upstream:\n  url: "http://127.0.0.1:{grpc_port}"\n'
+                                   '  protocol: h2c\n  timeout: 1s\n' + common)
+grpc_tls_port, _ = plain_proxy("grpc-tls-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+                               f'upstream:\n  url: "http://127.0.0.1:{grpc_port}"\n'
+                               '  protocol: h2c\n'
+                               f'tls:\n  cert_file: "{cert}"\n  key_file: "{key}"\n' + common)
+
 
 def fds(p):
     return len(os.listdir(f"/proc/{p.pid}/fd"))
@@ -353,6 +370,32 @@ try:
     direct = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     code, _ = code_of(direct.unary_unary("/test.Echo/Fails"), b"x", timeout=10)
     check("(peer sanity) the server's own NOT_FOUND", code == grpc.StatusCode.NOT_FOUND, code)
+
+    code, details = code_of(ch.unary_unary("/test.Echo/a%2Fb"), b"x", metadata=(auth,),
+                            timeout=10)
+    check("grpc: a path the proxy refuses (encoded slash) -> INVALID_ARGUMENT bad_request",
+          code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("bad_request"),
+          (code, details))
+    code, details = code_of(grpc.insecure_channel(f"127.0.0.1:{grpc_timeout_port}").unary_unary(
+        "/test.Echo/Slow"), b"x", metadata=(auth,), timeout=10)
+    check("grpc: no answer within upstream.timeout -> DEADLINE_EXCEEDED upstream_timeout",
+          code == grpc.StatusCode.DEADLINE_EXCEEDED and details.startswith("upstream_timeout"),
+          (code, details))
+
+    # gRPC over TLS: the proxy terminates TLS (ALPN h2), h2c to the server.
+    with open(cert, "rb") as f:
+        tls_ch = grpc.secure_channel(f"localhost:{grpc_tls_port}",
+                                     grpc.ssl_channel_credentials(root_certificates=f.read()))
+    got = json.loads(tls_ch.unary_unary("/test.Echo/Unary")(b"over tls", metadata=(auth,),
+                                                            timeout=10))
+    check("grpc over TLS: the call answered, the identity visible to the server",
+          got.get("request") == "over tls" and got["metadata"].get("x-clerk-machine-id") == machine,
+          got)
+    code, details = code_of(tls_ch.unary_unary("/test.Echo/Unary"), b"x", timeout=10)
+    check("grpc over TLS: no token -> UNAUTHENTICATED", code == grpc.StatusCode.UNAUTHENTICATED,
+          (code, details))
+    msgs = list(tls_ch.unary_stream("/test.Echo/Stream")(b"20", metadata=(auth,), timeout=10))
+    check("grpc over TLS: server streaming, 20 messages", len(msgs) == 20, len(msgs))
 
     # gRPC refusal over HTTP/1.1 (gRPC-Web style): 200 with grpc-status in the headers.
     r = subprocess.run(["curl", "-s", "-i", "--http1.1", "-H", "content-type: application/grpc-web",

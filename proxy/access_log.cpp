@@ -70,6 +70,7 @@ void append_access_json(std::string& out, const access_record& r) {
     } else {
         out += "null";
     }
+    json_string(out, "protocol", r.protocol, true);
     if (r.bytes_in) {
         out += ",\"bytes_in\":";
         append_int(out, *r.bytes_in);
@@ -112,6 +113,7 @@ void append_access_text(std::string& out, const access_record& r) {
     pair("upstream_ms", r.upstream_ms
                             ? rendered([&r](std::string& o) { append_fixed3(o, *r.upstream_ms); })
                             : std::string_view());
+    pair("protocol", r.protocol);
     if (r.bytes_in) {
         pair("bytes_in", rendered([&r](std::string& o) { append_int(o, *r.bytes_in); }));
     }

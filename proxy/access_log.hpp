@@ -37,14 +37,17 @@ struct access_record {
     /// A WebSocket tunnel's bytes client -> upstream (`bytes` is upstream -> client); the field
     /// is written only for tunnels.
     std::optional<std::uint64_t> bytes_in;
+    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2" (downstream); "" renders null.
+    std::string_view protocol;
 };
 
 /// {"time":…,"request_id":…,"method":…,"path":…,"status":…,"duration_ms":…,"bytes":…,
-///  "token_type":…,"subject":…,"token_id":…,"cache":…,"upstream_ms":…} (absent values: null).
+///  "token_type":…,"subject":…,"token_id":…,"cache":…,"upstream_ms":…,"protocol":…} (absent
+///  values: null).
 std::string format_access_json(const access_record& r);
 
 /// `time request_id method path status duration_ms bytes token_type subject token_id cache
-/// upstream_ms` as key=value pairs ("-" for absent values).
+/// upstream_ms protocol` as key=value pairs ("-" for absent values).
 std::string format_access_text(const access_record& r);
 
 /// Appends the line (JSON as format_access_json; text as the text logger renders it:

@@ -164,6 +164,15 @@ void metrics::tunnel_opened() {
 void metrics::tunnel_closed() {
     tunnels_.fetch_sub(1, relaxed);
 }
+void metrics::http2_connection_opened() {
+    h2_connections_.fetch_add(1, relaxed);
+}
+void metrics::http2_connection_closed() {
+    h2_connections_.fetch_sub(1, relaxed);
+}
+void metrics::http2_request() {
+    h2_requests_.fetch_add(1, relaxed);
+}
 std::int64_t metrics::websocket_tunnels() const {
     return tunnels_.load(relaxed);
 }
@@ -301,6 +310,12 @@ std::string metrics::render() const {
            std::to_string(shared_rejected_.load(relaxed)) + '\n';
     header(out, "clerk_proxy_websocket_tunnels", "Open WebSocket tunnels.", "gauge");
     out += "clerk_proxy_websocket_tunnels " + std::to_string(websocket_tunnels()) + '\n';
+    header(out, "clerk_proxy_http2_connections", "Open client connections speaking HTTP/2.",
+           "gauge");
+    out += "clerk_proxy_http2_connections " + std::to_string(h2_connections_.load(relaxed)) + '\n';
+    header(out, "clerk_proxy_http2_requests_total",
+           "Requests (streams) answered over HTTP/2; requests_total counts them too.", "counter");
+    out += "clerk_proxy_http2_requests_total " + std::to_string(h2_requests_.load(relaxed)) + '\n';
     return out;
 }
 

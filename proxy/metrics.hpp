@@ -53,6 +53,9 @@ public:
     void shared_cache_bad_entry();              ///< clerk_proxy_shared_cache_rejected_entries_total
     void tunnel_opened();                       ///< clerk_proxy_websocket_tunnels (gauge)
     void tunnel_closed();
+    void http2_connection_opened();  ///< clerk_proxy_http2_connections (gauge)
+    void http2_connection_closed();
+    void http2_request();  ///< clerk_proxy_http2_requests_total (also in requests_total)
     std::int64_t websocket_tunnels() const;
     /// Source of clerk_proxy_cache_entries (set by the server; reads the live cache).
     void set_cache_entries_source(std::function<std::size_t()> f);
@@ -71,6 +74,8 @@ private:
     std::array<std::atomic<std::uint64_t>, 600> clerk_{};
     std::atomic<std::int64_t> active_{0};
     std::atomic<std::int64_t> tunnels_{0};
+    std::atomic<std::int64_t> h2_connections_{0};
+    std::atomic<std::uint64_t> h2_requests_{0};
     std::array<std::atomic<std::uint64_t>, 3> shared_lookups_{};
     std::array<std::atomic<std::uint64_t>, 2> shared_writes_{};
     std::atomic<std::uint64_t> shared_rejected_{0};

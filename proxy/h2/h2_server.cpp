@@ -184,6 +184,11 @@ task<void> serve_h2(any_stream& io, beast::flat_buffer& buffer, const session_en
     const auto ex = co_await net::this_coro::executor;
     handle = std::make_shared<h2_server_connection>(io, buffer, env, std::move(peer_ip), tls,
                                                     conn_id, ex);
+    env.m->http2_connection_opened();
+    struct closed {
+        metrics& m;
+        ~closed() { m.http2_connection_closed(); }
+    } guard{*env.m};
     co_await handle->run();
 }
 

@@ -250,6 +250,7 @@ task<void> h2_server_connection::stream_task(std::shared_ptr<h2_server_connectio
     }
     if (status != 0) {
         env_.m->request_done(status);
+        env_.m->http2_request();
     }
     if (cfg.log.access_log && status != 0) {
         access_record r;
@@ -268,6 +269,7 @@ task<void> h2_server_connection::stream_task(std::shared_ptr<h2_server_connectio
         }
         r.cache = auth.cache;
         r.upstream_ms = upstream_ms;
+        r.protocol = "HTTP/2";
         log_access(cfg.log, r);
     }
     // Whatever of the request body still comes is not needed any more: its credit returns

@@ -93,6 +93,7 @@ TEST_CASE("access log: one JSON line per request, no query string, no token", "[
     CHECK(j1["bytes"] == 11);
     CHECK(j1["cache"] == "none");
     CHECK(j1["upstream_ms"].is_number());
+    CHECK(j1["protocol"] == "HTTP/1.1");
     CHECK(j1.contains("duration_ms"));
     CHECK(j1.contains("time"));
     CHECK(j2["status"] == 503);

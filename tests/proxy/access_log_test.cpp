@@ -21,6 +21,7 @@ access_record sample() {
     r.token_id = "mt_1";
     r.cache = clerk::core::cache_result::hit;
     r.upstream_ms = 0.25;
+    r.protocol = "HTTP/2";
     return r;
 }
 
@@ -40,6 +41,7 @@ TEST_CASE("access log: JSON line has every field of docs/reference.md §8", "[ac
     CHECK(j["token_id"] == "mt_1");
     CHECK(j["cache"] == "hit");
     CHECK(j["upstream_ms"].get<double>() == Approx(0.25));
+    CHECK(j["protocol"] == "HTTP/2");
     CHECK(j["logger"] == "access");
 }
 
@@ -58,6 +60,7 @@ TEST_CASE("access log: absent values are null / none, client bytes are escaped",
     CHECK(j["subject"].is_null());
     CHECK(j["cache"] == "none");
     CHECK(j["upstream_ms"].is_null());
+    CHECK(j["protocol"].is_null());
 }
 
 TEST_CASE("access log: text format is key=value on one line", "[access_log]") {
@@ -66,5 +69,6 @@ TEST_CASE("access log: text format is key=value on one line", "[access_log]") {
     CHECK(line.find("path=/api/x") != std::string::npos);
     CHECK(line.find("status=200") != std::string::npos);
     CHECK(line.find("cache=hit") != std::string::npos);
+    CHECK(line.find("protocol=HTTP/2") != std::string::npos);
     CHECK(line.find('\n') == std::string::npos);
 }

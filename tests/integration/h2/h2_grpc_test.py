@@ -608,6 +608,13 @@ try:
         check("a second identical run leaves the RSS where the first left it (+/- 8 MiB)",
               abs(rss2 - rss1) < 8 * 1024, (rss1, rss2))
     print(f"     (descriptors {fd0} -> {fd1} -> {fd2}, RSS after runs {rss1} -> {rss2} KiB)")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{load_admin}/metrics").read().decode()
+    h2_requests = re.search(r"^clerk_proxy_http2_requests_total (\d+)", text, re.M)
+    h2_conns = re.search(r"^clerk_proxy_http2_connections (-?\d+)", text, re.M)
+    check("metrics: the 20,000 streams counted in clerk_proxy_http2_requests_total",
+          h2_requests and int(h2_requests.group(1)) >= 20000, h2_requests and h2_requests.group(0))
+    check("metrics: clerk_proxy_http2_connections back to 0",
+          h2_conns and int(h2_conns.group(1)) == 0, h2_conns and h2_conns.group(0))
 
     # --- a client that never returns flow-control credit: 40 streams of 1 MiB each stop at
     # about one window per stream (64 KiB in the client's window + 64 KiB in the pipe); the rest
@@ -650,6 +657,8 @@ try:
         with open(os.path.join(work, name + ".log")) as f:
             log = f.read()
         check(f"{name}: the token never appears in the log", token not in log)
+        check(f"{name}: access lines name the client's protocol (HTTP/2 and HTTP/1.1)",
+              "protocol=HTTP/2" in log and "protocol=HTTP/1.1" in log)
 finally:
     for p in procs:
         p.terminate()

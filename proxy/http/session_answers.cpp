@@ -112,8 +112,8 @@ void session::log_exchange(const exchange& ex, std::chrono::system_clock::time_p
     r.cache = ex.cache;
     r.upstream_ms = ex.upstream_ms;
     r.bytes_in = ex.bytes_in;
-    r.protocol = ex.parser.is_header_done() && ex.parser.get().version() == 10 ? "HTTP/1.0"
-                                                                              : "HTTP/1.1";
+    r.protocol =
+        ex.parser.is_header_done() && ex.parser.get().version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
     log_access(ex.rt.cfg->log, r);
 }
 

@@ -354,6 +354,19 @@ private:
             // Each pool's sockets belong to its loop: closed there.
             net::post(executors_[i], [pool = rt->upstreams[i]] { pool->close_idle(); });
         }
+        // HTTP/2 upstream connections send their GOAWAY before the loops stop (at most 1 s).
+        for (const auto stop_at = clock::now() + std::chrono::seconds(1);;) {
+            std::size_t open = 0;
+            for (std::size_t i = 0; i < rt->upstreams.size(); ++i) {
+                open += co_await net::co_spawn(executors_[i], h2_open_of(rt->upstreams[i]),
+                                               net::use_awaitable);
+            }
+            if (open == 0 || clock::now() >= stop_at) {
+                break;
+            }
+            net::steady_timer t(control(), std::chrono::milliseconds(10));
+            co_await t.async_wait(use_tuple);
+        }
         log_->info("drained; exiting");
         // Let the loops finish what was just posted, then stop them all.
         for (auto& g : guards_) {
@@ -363,6 +376,11 @@ private:
             net::post(executors_[i], [this, i] { loops_[i]->stop(); });
         }
         net::post(control(), [this] { loops_.front()->stop(); });
+    }
+
+    /// Run on the pool's loop: its HTTP/2 connections not closed yet.
+    static net::awaitable<std::size_t> h2_open_of(std::shared_ptr<upstream_pool> pool) {
+        co_return pool->h2_open();
     }
 
     net::awaitable<bool> wait_for_connections(clock::time_point deadline) {

@@ -17,6 +17,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <memory>
@@ -29,12 +30,37 @@ struct upstream_pool::h2_connections {
     std::vector<std::shared_ptr<h2::client_connection>> conns;
 };
 
+void upstream_pool::retire_h2() {
+    if (h2) {
+        for (auto& c : h2->conns) {
+            c->retire();
+        }
+    }
+}
+
+std::size_t upstream_pool::h2_open() const {
+    if (!h2) {
+        return 0;
+    }
+    return static_cast<std::size_t>(
+        std::count_if(h2->conns.begin(), h2->conns.end(), [](const auto& c) { return !c->dead(); }));
+}
+
 namespace h2 {
 namespace {
 
 using boost::system::error_code;
 using detail::client_log;
 using detail::client_stream;
+
+/// An idle connection older than this is retired, as an idle HTTP/1.1 one is not reused
+/// (upstream_pool.cpp): upstreams close idle connections after a while, and one closed while
+/// a request picks it costs a retry. No PING keeps connections alive or probes them: gRPC
+/// servers count a PING without data as a strike (grpc.http2.min_ping_interval_without_data_ms,
+/// 5 minutes by default) and answer repeated ones with GOAWAY ENHANCE_YOUR_CALM, which would
+/// end a long, quiet streaming call; a stream on a connection that died silently is bounded by
+/// upstream.timeout instead.
+constexpr auto max_idle_age = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -136,12 +162,21 @@ void client_connection::retire() {
     close_if_retired();
 }
 
-void client_connection::close_if_retired() {
-    if (closing_ && streams_.empty() && !dead_) {
-        dead_ = true;
-        io_->close();
-        wake_.notify();
+bool client_connection::close_if_retired() {
+    if (!closing_ || !streams_.empty() || dead_) {
+        return false;
     }
+    if (!goaway_sent_) {
+        // GOAWAY first: the writer sends it, then calls here again to close.
+        goaway_sent_ = true;
+        nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
+        wake_.notify();
+        return true;
+    }
+    dead_ = true;
+    io_->close();
+    wake_.notify();
+    return false;
 }
 
 task<void> client_connection::reader(std::shared_ptr<client_connection> /*keep*/) {
@@ -178,7 +213,9 @@ task<void> client_connection::writer(std::shared_ptr<client_connection> /*keep*/
             out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
         }
         if (out.empty()) {
-            close_if_retired();
+            if (close_if_retired()) {
+                continue;  // the GOAWAY just queued
+            }
             if (dead_) {
                 break;
             }
@@ -222,10 +259,30 @@ task<std::shared_ptr<client_connection>> acquire(upstream_pool& pool,
     }
     auto& conns = pool.h2->conns;
     std::erase_if(conns, [](const auto& c) { return c->dead(); });
+    const auto now = client_connection::clock::now();
+    std::shared_ptr<client_connection> chosen;
     for (auto& c : conns) {
-        if (c->usable()) {
-            co_return c;
+        if (c->usable() && !(c->idle() && now - c->idle_since() >= max_idle_age)) {
+            chosen = c;
+            break;
         }
+    }
+    // Idle connections beyond upstream.max_idle_connections (newest kept) and the ones idle
+    // longer than max_idle_age are retired: GOAWAY, then closed.
+    std::size_t kept = 0;
+    for (auto it = conns.rbegin(); it != conns.rend(); ++it) {
+        auto& c = **it;
+        if (&c == chosen.get() || !c.idle()) {
+            continue;
+        }
+        if (now - c.idle_since() >= max_idle_age || kept >= pool.settings().max_idle_connections) {
+            c.retire();
+        } else {
+            ++kept;
+        }
+    }
+    if (chosen) {
+        co_return chosen;
     }
     upstream_pool::connection fresh;
     const error_code ec = co_await pool.acquire(fresh, /*fresh=*/true);

@@ -121,9 +121,12 @@ int client_connection::on_stream_close(nghttp2_session* s, std::int32_t id, std:
     c.streams_.erase(it);
     nghttp2_session_set_stream_user_data(s, id, nullptr);
     end_stream(*cs, error);
-    if (c.closing_ && c.streams_.empty()) {
-        // Closed from the writer's turn, not inside nghttp2's callback.
-        c.wake_.notify();
+    if (c.streams_.empty()) {
+        c.idle_since_ = clock::now();
+        if (c.closing_) {
+            // Closed from the writer's turn, not inside nghttp2's callback.
+            c.wake_.notify();
+        }
     }
     return 0;
 }

@@ -12,6 +12,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -60,6 +61,8 @@ task<std::shared_ptr<client_connection>> acquire(upstream_pool& pool, core::auth
 
 class client_connection : public std::enable_shared_from_this<client_connection> {
 public:
+    using clock = std::chrono::steady_clock;
+
     client_connection(std::unique_ptr<any_stream> io, const loop_executor& ex);
     ~client_connection();
 
@@ -67,6 +70,9 @@ public:
 
     bool usable() const;
     bool dead() const { return dead_; }
+    /// No stream open and not retired: a candidate for the idle limits (acquire()).
+    bool idle() const { return streams_.empty() && !closing_ && !dead_; }
+    clock::time_point idle_since() const { return idle_since_; }
 
     /// Submits the request of `cs`; false when the connection cannot take it. The connection
     /// keeps `cs` until nghttp2 closes the stream (its callbacks may run after the forwarder
@@ -82,9 +88,11 @@ public:
     void cancel_detached(detail::client_stream& cs);
     /// Its forwarder is returning: callbacks for `cs` do nothing from now on.
     void detach(detail::client_stream& cs);
-    /// No new stream on this connection; the open ones go on, then it is closed.
+    /// No new stream on this connection; the open ones go on, then a GOAWAY is sent and it is
+    /// closed.
     void retire();
-    void close_if_retired();
+    /// True when it just queued the GOAWAY (the writer sends it before anything closes).
+    bool close_if_retired();
 
 private:
     // --- h2_client.cpp
@@ -112,8 +120,10 @@ private:
     std::map<std::int32_t, std::shared_ptr<detail::client_stream>> streams_;
     std::vector<std::shared_ptr<detail::client_stream>> ended_;  // fail_all()'s, kept for nghttp2
     wakeup wake_;
+    clock::time_point idle_since_ = clock::now();
     bool dead_ = false;
     bool closing_ = false;
+    bool goaway_sent_ = false;
 };
 
 }  // namespace clerk::proxy::h2

@@ -20,7 +20,9 @@ constexpr bool recycle = true;
 constexpr bool recycle = true;
 #endif
 
-constexpr std::array<std::size_t, 4> class_bytes{64, 128, 256, 512};
+// Up to 2 KiB: an Authorization field carrying a JWT (~0.7-2 KiB with claims) is recycled
+// like any other, so a cached JWT costs no allocation either.
+constexpr std::array<std::size_t, 6> class_bytes{64, 128, 256, 512, 1024, 2048};
 constexpr std::size_t max_blocks_per_class = 256;
 
 struct free_block {

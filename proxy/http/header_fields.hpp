@@ -4,7 +4,7 @@
 // The header container of the data path: Beast's basic_fields with a per-thread recycling
 // allocator. Beast allocates one block per header field (name and value in it) and one for a
 // request's method and target; with std::allocator that was ~9 malloc/free pairs per proxied
-// request. Here a freed block goes to a free list of its thread (size classes of 64 to 512
+// request. Here a freed block goes to a free list of its thread (size classes of 64 to 2048
 // bytes, at most 256 blocks each), and the next message's fields take it back: the steady state
 // calls malloc for none of them. Larger blocks go to the global heap as before.
 #include <boost/beast/http/fields.hpp>

@@ -227,6 +227,7 @@ void upstream_pool::release(std::unique_ptr<any_stream> s) {
 }
 
 void upstream_pool::close_idle() {
+    retire_h2();
     std::deque<idle_entry> victims;
     {
         std::lock_guard lock(mu_);

@@ -75,8 +75,13 @@ public:
     /// max_idle_connections the oldest idle connection is closed.
     void release(std::unique_ptr<any_stream> s);
 
-    /// Closes every idle connection (shutdown).
+    /// Closes every idle connection and retires the HTTP/2 ones (shutdown).
     void close_idle();
+    /// Retires the HTTP/2 connections: no new stream, a GOAWAY once their streams ended, then
+    /// closed (defined in proxy/h2/h2_client.cpp). On the pool's event loop.
+    void retire_h2();
+    /// Its HTTP/2 connections not closed yet (h2_client.cpp). On the pool's event loop.
+    std::size_t h2_open() const;
 
     /// True when `cfg` targets the same upstream with the same TLS settings (reload reuse).
     bool serves(const config::upstream_config& cfg) const;

@@ -24,6 +24,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 
 PROXY, EMULATOR = sys.argv[1], sys.argv[2]
@@ -287,6 +288,77 @@ stall_port, _ = plain_proxy("stall-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n
                            f'upstream:\n  url: "http://127.0.0.1:{echo.server_address[1]}"\n'
                            'limits:\n  idle_timeout: 1s\n' + common)
 
+class H2Upstream:
+    """A minimal h2c upstream (python3-h2) that allows one stream per connection: answers 200
+    "ok" (after 1 s for /slow) and records per connection its requests, the GOAWAY it received
+    (error code) and whether it closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            rec = {"requests": 0, "goaway": None, "closed": False}
+            self.conns.append(rec)
+            threading.Thread(target=self.serve, args=(s, rec), daemon=True).start()
+
+    def serve(self, s, rec):
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        c.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        lock = threading.Lock()
+
+        def answer(sid):
+            with lock:
+                try:
+                    c.send_headers(sid, [(":status", "200"), ("content-length", "2")])
+                    c.send_data(sid, b"ok", end_stream=True)
+                    s.sendall(c.data_to_send())
+                except (OSError, h2.exceptions.ProtocolError):
+                    pass
+
+        with lock:
+            c.initiate_connection()
+            s.sendall(c.data_to_send())
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                with lock:
+                    events = c.receive_data(data)
+                    s.sendall(c.data_to_send())
+                for ev in events:
+                    if isinstance(ev, h2.events.RequestReceived):
+                        rec["requests"] += 1
+                        if dict(ev.headers).get(b":path") == b"/slow":
+                            threading.Timer(1.0, answer, args=(ev.stream_id,)).start()
+                        else:
+                            answer(ev.stream_id)
+                    elif isinstance(ev, h2.events.ConnectionTerminated):
+                        rec["goaway"] = ev.error_code
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        rec["closed"] = True
+        s.close()
+
+
+h2_upstream = H2Upstream()
+h2_pool_port, h2_pool_proc = plain_proxy(
+    "h2-pool-proxy", 'listen: "127.0.0.1:0"\n'
+    f'upstream:\n  url: "http://127.0.0.1:{h2_upstream.port}"\n  protocol: h2c\n'
+    '  max_idle_connections: 1\n' + common)
+
+
 # gRPC with an upstream.timeout shorter than the call (DEADLINE_EXCEEDED), and gRPC over TLS
 # (ALPN h2) to the proxy with h2c to the server.
 grpc_timeout_port, _ = plain_proxy("grpc-timeout-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
@@ -396,6 +468,38 @@ try:
           (code, details))
     msgs = list(tls_ch.unary_stream("/test.Echo/Stream")(b"20", metadata=(auth,), timeout=10))
     check("grpc over TLS: server streaming, 20 messages", len(msgs) == 20, len(msgs))
+
+    # --- the upstream HTTP/2 pool: three concurrent requests on an upstream that allows one
+    # stream per connection open three connections; the next request reuses one and retires
+    # the idle ones beyond max_idle_connections (1) with a GOAWAY; at shutdown the rest get
+    # theirs.
+    def pool_get(path):
+        req = urllib.request.Request(f"http://127.0.0.1:{h2_pool_port}{path}",
+                                     headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        slow = list(pool.map(pool_get, ["/slow"] * 3))
+    check("h2 upstream pool: 3 concurrent requests, 3 connections (1 stream each)",
+          slow == [(200, b"ok")] * 3 and len(h2_upstream.conns) == 3,
+          (slow, h2_upstream.conns))
+    check("h2 upstream pool: the next request reuses a connection", pool_get("/fast") == (200, b"ok")
+          and len(h2_upstream.conns) == 3, h2_upstream.conns)
+    deadline = time.time() + 5
+    while sum(1 for c in h2_upstream.conns if c["closed"]) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    retired = [c for c in h2_upstream.conns if c["closed"]]
+    check("h2 upstream pool: one idle connection beyond max_idle_connections retired with "
+          "GOAWAY (NO_ERROR)", len(retired) == 1 and retired[0]["goaway"] == 0,
+          h2_upstream.conns)
+    h2_pool_proc.terminate()
+    h2_pool_proc.wait(timeout=20)
+    deadline = time.time() + 5
+    while not all(c["closed"] for c in h2_upstream.conns) and time.time() < deadline:
+        time.sleep(0.05)
+    check("h2 upstream pool: at shutdown every connection gets a GOAWAY, then closes",
+          all(c["closed"] and c["goaway"] == 0 for c in h2_upstream.conns), h2_upstream.conns)
 
     # gRPC refusal over HTTP/1.1 (gRPC-Web style): 200 with grpc-status in the headers.
     r = subprocess.run(["curl", "-s", "-i", "--http1.1", "-H", "content-type: application/grpc-web",

@@ -42,8 +42,8 @@ std::size_t upstream_pool::h2_open() const {
     if (!h2) {
         return 0;
     }
-    return static_cast<std::size_t>(
-        std::count_if(h2->conns.begin(), h2->conns.end(), [](const auto& c) { return !c->dead(); }));
+    return static_cast<std::size_t>(std::count_if(h2->conns.begin(), h2->conns.end(),
+                                                  [](const auto& c) { return !c->dead(); }));
 }
 
 namespace h2 {

@@ -634,9 +634,10 @@ TEST_CASE("session: the keep-alive rule closes where the next request cannot be 
     h.acts = {upstream_act::answer};
     h.connect_client();
     SECTION("an upgrade the upstream answered without switching protocols") {
-        h.send(get("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\n"
-                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          "Sec-WebSocket-Version: 13\r\n"));
+        h.send(get("/ws",
+                   "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n"));
         const auto res = h.responses();
         REQUIRE(res.size() == 1);
         CHECK(res[0].result_int() == 200);

@@ -291,9 +291,11 @@ stall_port, _ = plain_proxy("stall-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n
 class H2Upstream:
     """A minimal h2c upstream (python3-h2) that allows one stream per connection: answers 200
     "ok" (after 1 s for /slow) and records per connection its requests, the GOAWAY it received
-    (error code) and whether it closed."""
+    (error code) and whether it closed. With refuse_first, its first connection answers the first
+    request with a GOAWAY that refuses it (last stream id 0)."""
 
-    def __init__(self):
+    def __init__(self, refuse_first=False):
+        self.refuse_first = refuse_first
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -307,7 +309,7 @@ class H2Upstream:
                 s, _ = self.sock.accept()
             except OSError:
                 return
-            rec = {"requests": 0, "goaway": None, "closed": False}
+            rec = {"requests": 0, "goaway": None, "closed": False, "trailers": [], "bodies": []}
             self.conns.append(rec)
             threading.Thread(target=self.serve, args=(s, rec), daemon=True).start()
 
@@ -316,6 +318,7 @@ class H2Upstream:
         c.local_settings = h2.settings.Settings(
             client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
         lock = threading.Lock()
+        paths = {}
 
         def answer(sid):
             with lock:
@@ -340,7 +343,23 @@ class H2Upstream:
                 for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
                         rec["requests"] += 1
-                        if dict(ev.headers).get(b":path") == b"/slow":
+                        paths[ev.stream_id] = dict(ev.headers).get(b":path")
+                        if self.refuse_first and rec is self.conns[0]:
+                            with lock:
+                                c.close_connection(error_code=0, last_stream_id=0)
+                                s.sendall(c.data_to_send())
+                            paths[ev.stream_id] = b"refused"
+                    elif isinstance(ev, h2.events.DataReceived):
+                        rec["bodies"].append(ev.data)
+                        with lock:
+                            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                            s.sendall(c.data_to_send())
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        rec["trailers"].append(dict(ev.headers))
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        if paths.get(ev.stream_id) == b"refused":
+                            pass
+                        elif paths.get(ev.stream_id) == b"/slow":
                             threading.Timer(1.0, answer, args=(ev.stream_id,)).start()
                         else:
                             answer(ev.stream_id)
@@ -353,6 +372,13 @@ class H2Upstream:
 
 
 h2_upstream = H2Upstream()
+h2_refusing = H2Upstream(refuse_first=True)
+h2_refusing_port, _ = plain_proxy(
+    "h2-refusing-proxy", 'listen: "127.0.0.1:0"\n'
+    f'upstream:\n  url: "http://127.0.0.1:{h2_refusing.port}"\n  protocol: h2c\n' + common)
+h2_both_port, _ = plain_proxy(
+    "h2-both-proxy", 'listen: "127.0.0.1:0"\nhttp2: true\n'
+    f'upstream:\n  url: "http://127.0.0.1:{h2_upstream.port}"\n  protocol: h2c\n' + common)
 h2_pool_port, h2_pool_proc = plain_proxy(
     "h2-pool-proxy", 'listen: "127.0.0.1:0"\n'
     f'upstream:\n  url: "http://127.0.0.1:{h2_upstream.port}"\n  protocol: h2c\n'
@@ -500,6 +526,48 @@ try:
         time.sleep(0.05)
     check("h2 upstream pool: at shutdown every connection gets a GOAWAY, then closes",
           all(c["closed"] and c["goaway"] == 0 for c in h2_upstream.conns), h2_upstream.conns)
+
+    # --- an upstream that refuses a stream with its GOAWAY (last stream id below it): the
+    # request is sent once more on a fresh connection
+    req = urllib.request.Request(f"http://127.0.0.1:{h2_refusing_port}/refused-once",
+                                 headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        got = (r.status, r.read())
+    check("a stream refused by the upstream's GOAWAY is retried on a fresh connection -> 200",
+          got == (200, b"ok") and len(h2_refusing.conns) == 2
+          and h2_refusing.conns[1]["requests"] == 1, (got, h2_refusing.conns))
+
+    # --- request trailers: an HTTP/2 client's trailers reach an h2c upstream after the body
+    n0 = len(h2_upstream.conns)
+    sock = socket.create_connection(("127.0.0.1", h2_both_port))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", "/with-trailers"), (":scheme", "http"),
+                          (":authority", "x"), ("authorization", "Bearer " + token),
+                          ("te", "trailers")])
+    conn.send_data(1, b"payload")
+    conn.send_headers(1, [("x-checksum", "c0ffee")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(10)
+    status = None
+    ended = False
+    deadline = time.time() + 10
+    while not ended and time.time() < deadline:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = dict(ev.headers).get(b":status")
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended = True
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    recs = h2_upstream.conns[n0:]
+    check("request trailers from an HTTP/2 client reach an h2c upstream",
+          status == b"200" and any(t.get(b"x-checksum") == b"c0ffee"
+                                   for r in recs for t in r["trailers"]), (status, recs))
+    check("... after the body", any(b"".join(r["bodies"]) == b"payload" for r in recs), recs)
 
     # gRPC refusal over HTTP/1.1 (gRPC-Web style): 200 with grpc-status in the headers.
     r = subprocess.run(["curl", "-s", "-i", "--http1.1", "-H", "content-type: application/grpc-web",
